@@ -1,0 +1,1 @@
+"""The ``mlac-audit`` command line."""
