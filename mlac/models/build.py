@@ -17,7 +17,9 @@ from mlac.models.encoder import EncoderClassifier
 ATTN_IMPLEMENTATION = "eager"
 
 #: The paper's model size: google/bert_uncased_L-2_H-128_A-2.
-TINY_BERT_SHAPE = {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 512}
+TINY_BERT_SHAPE: dict[str, int] = {
+    "hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 512,
+}
 
 
 def minilm_path() -> Path:
@@ -59,7 +61,10 @@ def build_tiny_bert(
         pad_token_id=tok.pad_token_id or 0,
         hidden_dropout_prob=dropout,
         attention_probs_dropout_prob=dropout,
-        **TINY_BERT_SHAPE,
+        hidden_size=TINY_BERT_SHAPE["hidden_size"],
+        num_hidden_layers=TINY_BERT_SHAPE["num_hidden_layers"],
+        num_attention_heads=TINY_BERT_SHAPE["num_attention_heads"],
+        intermediate_size=TINY_BERT_SHAPE["intermediate_size"],
     )
     return with_fresh_beneficial_head(trunk_from_config(config, seed), num_beneficial, seed), tok
 
