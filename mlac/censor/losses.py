@@ -1,0 +1,97 @@
+"""Adversarial terms of MLAC: remap-invariant loss, smoothly bounded negative CE, entropy.
+
+The remap-invariant loss is ``min_W CE(logits @ W, y)`` over matrices ``W`` with every entry in
+``[-1, 1]``: the cross-entropy after the attacker's best bounded re-reading of the logits. The defender
+maximises it, so it cannot escape by confidently predicting the flipped label. The reference code solves
+the inner minimum with a convex-optimisation layer; here ``W*`` is found without gradient by
+accelerated projected gradient descent (FISTA) on the convex ``C x C`` problem and the loss is
+``CE(logits @ W*.detach())``. By Danskin's theorem the gradient of that expression with respect to the
+logits equals the gradient of the minimum, so no differentiation through the solver is needed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+@torch.no_grad()
+def solve_remap(logits: torch.Tensor, labels: torch.Tensor, steps: int = 40) -> torch.Tensor:
+    """``argmin_{W in [-1,1]^{CxC}} CE(logits @ W, labels)`` by FISTA with projection (no gradient).
+
+    ``logits`` is ``[N, C]`` or batched ``[S, N, C]`` (one independent problem per leading index);
+    ``labels`` is ``[N]``. Returns ``W*`` of shape ``[C, C]`` or ``[S, C, C]``, detached. The step size
+    is ``1/L`` with ``L = 0.5 * mean_n ||x_n||^2``, an upper bound of the Lipschitz constant of the
+    gradient (the softmax-CE Hessian has norm at most 1/2).
+    """
+    x = logits.detach()
+    batched = x.dim() == 3
+    if not batched:
+        x = x.unsqueeze(0)
+    s, n, c = x.shape
+    onehot = F.one_hot(labels, c).to(x.dtype).expand(s, n, c)
+    lipschitz = 0.5 * x.pow(2).sum(-1).mean(-1) + 1e-12  # [S]
+    step = (1.0 / lipschitz).view(s, 1, 1)
+    eye = torch.eye(c, dtype=x.dtype, device=x.device).expand(s, c, c)
+    w = eye.clone()
+    y = w.clone()
+    t = 1.0
+    for _ in range(steps):
+        probs = torch.softmax(torch.bmm(x, y), dim=-1)
+        grad = torch.bmm(x.transpose(1, 2), probs - onehot) / n
+        w_next = (y - step * grad).clamp(-1.0, 1.0)
+        t_next = (1.0 + math.sqrt(1.0 + 4.0 * t * t)) / 2.0
+        y = w_next + ((t - 1.0) / t_next) * (w_next - w)
+        w, t = w_next, t_next
+    return w if batched else w[0]
+
+
+def remap_loss(logits: torch.Tensor, labels: torch.Tensor, steps: int = 40) -> torch.Tensor:
+    """Remap-invariant loss ``CE(logits @ W*)`` with ``W*`` held constant (Danskin); mean over rows.
+
+    Batched ``[S, N, C]`` logits give one value per leading index, shape ``[S]``.
+    """
+    w = solve_remap(logits, labels, steps)
+    if logits.dim() == 2:
+        return F.cross_entropy(logits @ w, labels)
+    remapped = torch.bmm(logits, w)
+    s, n, c = remapped.shape
+    per_row = F.cross_entropy(remapped.reshape(s * n, c), labels.repeat(s), reduction="none")
+    return per_row.view(s, n).mean(-1)
+
+
+def bounded_neg_ce_value(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The harmful CE squashed smoothly into ``[0, log C)``: ``log C * tanh(CE / log C)``.
+
+    The defender maximises it. Unlike a hard cap at ``log C`` its derivative ``sech^2(CE / log C)`` never
+    reaches zero, so the term keeps pushing once the attacker is at chance. Batched ``[S, N, C]`` logits
+    give shape ``[S]``.
+    """
+    c = logits.shape[-1]
+    bound = math.log(c)
+    ce = _ce_per_set(logits, labels)
+    return bound * torch.tanh(ce / bound)
+
+
+def mean_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Mean predictive entropy of ``softmax(logits)`` (``[S]`` for batched ``[S, N, C]`` logits)."""
+    logp = torch.log_softmax(logits, dim=-1)
+    return -(logp.exp() * logp).sum(-1).mean(-1)
+
+
+def _ce_per_set(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    if logits.dim() == 2:
+        return F.cross_entropy(logits, labels)
+    s, n, c = logits.shape
+    return F.cross_entropy(logits.reshape(s * n, c), labels.repeat(s), reduction="none").view(s, n).mean(-1)
+
+
+def adversarial_values(logits: torch.Tensor, labels: torch.Tensor, kind: str, remap_steps: int = 40) -> torch.Tensor:
+    """The adversarial term ``L_adv`` for each of ``S`` logit sets ``[S, N, C]``: shape ``[S]``."""
+    if kind == "remap":
+        return remap_loss(logits, labels, remap_steps)
+    if kind == "neg_ce":
+        return bounded_neg_ce_value(logits, labels)
+    raise ValueError(f"unknown adversarial loss {kind!r}")

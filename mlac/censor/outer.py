@@ -1,0 +1,132 @@
+"""The MLAC outer objective as a pure function of explicit parameters, batches, head and learning rate.
+
+One call unrolls the simulated attacker: from the current weights plus a harmful head it runs K
+differentiable optimiser steps on the harmful loss over the whole model (trunk + head), records the
+harmful logits of the outer batch after each of the steps 0..K, and returns the defender's objective.
+The model is only ever evaluated through :func:`torch.func.functional_call`; nothing is mutated, so
+``torch.autograd.grad`` of the result reaches the starting weights through every inner update
+(second order) or, in first-order mode, through the identity path only (inner gradients detached).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from mlac.censor.config import MLACConfig
+from mlac.censor.inner_optim import Params, clip_by_global_norm, make_inner_optimizer
+from mlac.censor.losses import adversarial_values, mean_entropy
+
+BENEFICIAL_PREFIX = "beneficial_head."
+
+
+@dataclass
+class Batch:
+    """Model inputs (keyword arguments of ``model.forward``) and the labels of one batch."""
+
+    inputs: dict[str, torch.Tensor]
+    harmful: torch.Tensor
+    beneficial: torch.Tensor | None = None
+
+    def to(self, device: torch.device) -> Batch:
+        """The same batch on ``device``."""
+        ben = self.beneficial.to(device) if self.beneficial is not None else None
+        return Batch({k: v.to(device) for k, v in self.inputs.items()}, self.harmful.to(device), ben)
+
+
+@dataclass
+class OuterTerms:
+    """What one unrolled outer step computed (all tensors still attached to the graph)."""
+
+    total: torch.Tensor
+    beneficial_ce: torch.Tensor
+    adv_per_step: torch.Tensor  # [K+1]
+    harmful_ce_per_step: torch.Tensor  # [K+1], plain CE of the outer batch (monitoring)
+    grad_norms: torch.Tensor  # [K] (empty when K = 0)
+    entropy_per_step: torch.Tensor  # [K+1]
+
+
+def trunk_names(params: Mapping[str, torch.Tensor]) -> list[str]:
+    """Names of the parameters the attacker adapts besides its own head (all but the beneficial head)."""
+    return [k for k in params if not k.startswith(BENEFICIAL_PREFIX)]
+
+
+def features(model: nn.Module, weights: Mapping[str, torch.Tensor], inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Pooled features ``[B, H]`` of ``model`` evaluated with ``weights`` (parameters and buffers)."""
+    out: torch.Tensor = functional_call(model, dict(weights), args=(), kwargs=dict(inputs), strict=False)
+    return out
+
+
+def head_logits(feats: torch.Tensor, head: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """A linear head ``{'weight', 'bias'}`` applied to features."""
+    return F.linear(feats, head["weight"], head["bias"])
+
+
+def outer_objective(
+    model: nn.Module,
+    params: Mapping[str, torch.Tensor],
+    buffers: Mapping[str, torch.Tensor],
+    head: Mapping[str, torch.Tensor],
+    lr: torch.Tensor | float,
+    outer: Batch,
+    inner: Sequence[Batch],
+    cfg: MLACConfig,
+) -> OuterTerms:
+    """The defender's objective for one outer step (PROTOCOL.md, steps 2 to 4).
+
+    ``params``: every parameter of ``model`` by name (the beneficial head under ``beneficial_head.``);
+    ``head``: the harmful head's starting ``weight``/``bias``; ``inner``: the K inner batches; ``lr``: the
+    inner learning rate (a tensor that requires grad when the adversary learns it).
+    """
+    if len(inner) != cfg.inner_steps:
+        raise ValueError(f"got {len(inner)} inner batches for inner_steps={cfg.inner_steps}")
+    if outer.beneficial is None:
+        raise ValueError("the outer batch needs beneficial labels")
+    fixed = {**buffers, **{k: v for k, v in params.items() if k.startswith(BENEFICIAL_PREFIX)}}
+    opt = make_inner_optimizer(cfg.inner_optimizer, cfg.adam_betas, cfg.adam_eps)
+
+    outer_feats = features(model, {**fixed, **params}, outer.inputs)
+    beneficial_ce = F.cross_entropy(head_logits(outer_feats, _prefixed(params, BENEFICIAL_PREFIX)), outer.beneficial)
+
+    fast: Params = {k: params[k] for k in trunk_names(params)}
+    fast.update({"__head__.weight": head["weight"], "__head__.bias": head["bias"]})
+    state = opt.init(fast)
+    logits = [head_logits(outer_feats, head)]
+    grad_norms: list[torch.Tensor] = []
+    for batch in inner:
+        feats = features(model, {**fixed, **_trunk(fast)}, batch.inputs)
+        loss = F.cross_entropy(head_logits(feats, _prefixed(fast, "__head__.")), batch.harmful)
+        names = list(fast)
+        raw = torch.autograd.grad(loss, [fast[k] for k in names], create_graph=cfg.second_order, allow_unused=True)
+        grads = {k: (g if g is not None else torch.zeros_like(fast[k])) for k, g in zip(names, raw, strict=True)}
+        clipped, norm = clip_by_global_norm(grads, cfg.inner_grad_clip)
+        grad_norms.append(norm)
+        fast, state = opt.update(clipped, state, fast, lr)
+        logits.append(head_logits(features(model, {**fixed, **_trunk(fast)}, outer.inputs), _prefixed(fast, "__head__.")))
+
+    stacked = torch.stack(logits)  # [K+1, N, C]
+    adv = adversarial_values(stacked, outer.harmful, cfg.adv_loss, cfg.remap_steps)
+    entropy = mean_entropy(stacked)
+    with torch.no_grad():
+        s, n, c = stacked.shape
+        harmful_ce = F.cross_entropy(stacked.reshape(s * n, c), outer.harmful.repeat(s), reduction="none").view(s, n).mean(-1)
+    norms = torch.stack(grad_norms) if grad_norms else stacked.new_zeros(0)
+    total = beneficial_ce - cfg.w_adv * adv.mean()
+    if cfg.w_grad_norm > 0:
+        total = total + cfg.w_grad_norm * norms.mean()
+    if cfg.w_max_entropy > 0:
+        total = total - cfg.w_max_entropy * entropy.mean()
+    return OuterTerms(total, beneficial_ce, adv, harmful_ce, norms, entropy)
+
+
+def _prefixed(params: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
+
+
+def _trunk(fast: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in fast.items() if not k.startswith("__head__.")}
