@@ -25,7 +25,7 @@ class MLACConfig:
             + w_grad_norm * mean_k ||g_k|| - w_max_entropy * mean_k H(step k)
 
     with ``L_adv`` the remap-invariant loss (``adv_loss="remap"``) or the smoothly bounded negative CE
-    (``"neg_ce"``: ``log C * tanh(CE / log C)``), over the harmful logits of the outer batch at the
+    (``"neg_ce"``: ``CE / (1 + CE / (2 log C))``, bounded by ``2 log C``), over the harmful logits of the outer batch at the
     inner steps 0..K. The adversary (inner learning rate, and the head initialisation when
     ``adversary_head="learned"``) plays the other side of the same game: it minimises the adversarial
     part of that objective.

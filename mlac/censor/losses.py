@@ -63,16 +63,17 @@ def remap_loss(logits: torch.Tensor, labels: torch.Tensor, steps: int = 40) -> t
 
 
 def bounded_neg_ce_value(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """The harmful CE squashed smoothly into ``[0, log C)``: ``log C * tanh(CE / log C)``.
+    """The harmful CE squashed smoothly below ``2 log C``: ``f(CE) = CE / (1 + CE / (2 log C))``.
 
-    The defender maximises it. Unlike a hard cap at ``log C`` its derivative ``sech^2(CE / log C)`` never
-    reaches zero, so the term keeps pushing once the attacker is at chance. Batched ``[S, N, C]`` logits
-    give shape ``[S]``.
+    The defender maximises it. ``f`` is ~CE for small CE, ``2/3 log C`` at chance level, and bounded, so
+    the defender gains little by driving the CE to infinity (confidently wrong predictions); its
+    derivative ``1 / (1 + CE / (2 log C))^2`` decays only polynomially and never reaches zero, unlike a
+    hard cap at ``log C`` (zero gradient once reached) or a ``tanh`` (exponentially vanishing).
+    Batched ``[S, N, C]`` logits give shape ``[S]``.
     """
-    c = logits.shape[-1]
-    bound = math.log(c)
+    bound = 2.0 * math.log(logits.shape[-1])
     ce = _ce_per_set(logits, labels)
-    return bound * torch.tanh(ce / bound)
+    return ce / (1.0 + ce / bound)
 
 
 def mean_entropy(logits: torch.Tensor) -> torch.Tensor:
