@@ -80,8 +80,8 @@ def _reference_total(feature_fn, params, head, lr, outer, inner, cfg, *, detach_
             w_star = solve_remap(logits, outer.harmful, cfg.remap_steps)
             advs.append(F.cross_entropy(logits @ w_star, outer.harmful))
         else:
-            c = logits.shape[-1]
-            advs.append(math.log(c) * torch.tanh(F.cross_entropy(logits, outer.harmful) / math.log(c)))
+            ce = F.cross_entropy(logits, outer.harmful)
+            advs.append(ce / (1 + ce / (2 * math.log(logits.shape[-1]))))
     total = ben_ce - cfg.w_adv * torch.stack(advs).mean()
     if cfg.w_grad_norm > 0:
         total = total + cfg.w_grad_norm * torch.stack(norms).mean()
