@@ -49,6 +49,8 @@ class OuterTerms:
     harmful_ce_per_step: torch.Tensor  # [K+1], plain CE of the outer batch (monitoring)
     grad_norms: torch.Tensor  # [K] (empty when K = 0)
     entropy_per_step: torch.Tensor  # [K+1]
+    final_logits: torch.Tensor  # [N, C] harmful logits after K steps (detached)
+    beneficial_logits: torch.Tensor  # [N, C_ben] of the un-adapted model (detached)
 
 
 def trunk_names(params: Mapping[str, torch.Tensor]) -> list[str]:
@@ -91,10 +93,12 @@ def outer_objective(
     opt = make_inner_optimizer(cfg.inner_optimizer, cfg.adam_betas, cfg.adam_eps)
 
     outer_feats = features(model, {**fixed, **params}, outer.inputs)
-    beneficial_ce = F.cross_entropy(head_logits(outer_feats, _prefixed(params, BENEFICIAL_PREFIX)), outer.beneficial)
+    ben_logits = head_logits(outer_feats, _prefixed(params, BENEFICIAL_PREFIX))
+    beneficial_ce = F.cross_entropy(ben_logits, outer.beneficial)
 
     fast: Params = {k: params[k] for k in trunk_names(params)}
-    fast.update({"__head__.weight": head["weight"], "__head__.bias": head["bias"]})
+    # A fresh head is a constant for the defender, but the attacker differentiates through it.
+    fast.update({f"__head__.{k}": (v if v.requires_grad else v.detach().requires_grad_(True)) for k, v in head.items()})
     state = opt.init(fast)
     logits = [head_logits(outer_feats, head)]
     grad_norms: list[torch.Tensor] = []
@@ -121,7 +125,9 @@ def outer_objective(
         total = total + cfg.w_grad_norm * norms.mean()
     if cfg.w_max_entropy > 0:
         total = total - cfg.w_max_entropy * entropy.mean()
-    return OuterTerms(total, beneficial_ce, adv, harmful_ce, norms, entropy)
+    return OuterTerms(
+        total, beneficial_ce, adv, harmful_ce, norms, entropy, stacked[-1].detach(), ben_logits.detach()
+    )
 
 
 def _prefixed(params: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

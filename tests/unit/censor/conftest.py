@@ -25,3 +25,32 @@ class TinyMLP(nn.Module):
 def mlp_factory() -> type[TinyMLP]:
     """The TinyMLP class (fixtures are how sibling test modules share code under importlib mode)."""
     return TinyMLP
+
+
+JOBS = ("nurse", "lawyer", "teacher", "surgeon")
+NAMES = {0: ("mary", "anna", "linda", "susan"), 1: ("john", "peter", "mark", "james")}
+
+
+@pytest.fixture(scope="session")
+def toy_bios():
+    """A small bios-shaped ``datasets.Dataset`` (text, profession, gender) and its TaskSpec."""
+    import random
+
+    import datasets
+
+    from mlac.tasks import TaskSpec
+
+    rng = random.Random(0)
+    rows = []
+    for i in range(160):
+        g, p = rng.randint(0, 1), rng.randint(0, 3)
+        text = f"{rng.choice(NAMES[g])} works as a {JOBS[p]} and they like it"
+        rows.append({"id": str(i), "text": text, "text_with_first_sentence": text, "profession": p, "gender": g})
+    return datasets.Dataset.from_list(rows), TaskSpec(beneficial_names=JOBS)
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    from mlac.models import default_tokenizer
+
+    return default_tokenizer()

@@ -1,0 +1,144 @@
+"""Attacks used to check what MLAC did: the attack MLAC simulates, a linear probe, full fine-tuning.
+
+All three are one routine: a fresh harmful head on top of a copy of the model's weights, trained for a
+number of steps on labelled rows with the same functional optimiser as MLAC's inner loop (no graph kept
+between steps), then scored by accuracy on held-out rows. ``freeze_trunk`` gives the linear probe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from mlac.censor.batches import EncodedSplit
+from mlac.censor.config import MLACConfig
+from mlac.censor.inner_optim import clip_by_global_norm, make_inner_optimizer
+from mlac.censor.outer import BENEFICIAL_PREFIX, features, head_logits
+from mlac.errors import ConfigError
+from mlac.models import EncoderClassifier
+
+
+@dataclass(frozen=True)
+class AttackResult:
+    """Mean held-out accuracy over repeats, and each repeat's accuracy."""
+
+    accuracy: float
+    per_repeat: tuple[float, ...]
+
+
+def fresh_head(hidden: int, num_labels: int, gen: torch.Generator, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """PyTorch's default ``nn.Linear`` init, ``U(-1/sqrt(H), 1/sqrt(H))``, drawn from ``gen``."""
+    bound = 1.0 / hidden**0.5
+    weight = (torch.rand(num_labels, hidden, generator=gen) * 2 - 1) * bound
+    bias = (torch.rand(num_labels, generator=gen) * 2 - 1) * bound
+    return {"weight": weight.to(device, dtype), "bias": bias.to(device, dtype)}
+
+
+def finetune_attack(
+    model: EncoderClassifier,
+    train: EncodedSplit,
+    heldout: EncodedSplit,
+    *,
+    steps: int,
+    lr: float,
+    batch_size: int,
+    task: str = "harmful",
+    num_labels: int = 2,
+    freeze_trunk: bool = False,
+    optimizer: str = "adam",
+    grad_clip: float = 100.0,
+    dropout: bool = False,
+    repeats: int = 1,
+    seed: int = 0,
+) -> AttackResult:
+    """Train a fresh head (and the trunk unless ``freeze_trunk``) ``steps`` times; held-out accuracy.
+
+    Each repeat draws its own head and batches from ``seed``; the model itself is never modified.
+    """
+    if steps < 0 or batch_size < 1 or repeats < 1 or lr <= 0:
+        raise ConfigError("an attack needs steps >= 0, batch_size >= 1, repeats >= 1 and lr > 0")
+    device = next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
+    base = {k: v.detach() for k, v in model.named_parameters() if not k.startswith(BENEFICIAL_PREFIX)}
+    buffers = dict(model.named_buffers())
+    eval_labels = heldout.harmful if task == "harmful" else heldout.beneficial
+    opt = make_inner_optimizer(optimizer)
+    was_training = model.training
+    accuracies = []
+    try:
+        for r in range(repeats):
+            gen = torch.Generator().manual_seed(seed * 1_000_003 + r)
+            head = fresh_head(model.hidden_size, num_labels, gen, device, dtype)
+            trainable = {f"__head__.{k}": v for k, v in head.items()}
+            if not freeze_trunk:
+                trainable.update({k: v.clone() for k, v in base.items()})
+            frozen = {**buffers, **({} if not freeze_trunk else base)}
+            state = opt.init(trainable)
+            model.train(dropout)
+            for _ in range(steps):
+                rows = torch.randint(0, len(train), (batch_size,), generator=gen).tolist()
+                batch = train.batch(rows, device)
+                leaves = {k: v.detach().requires_grad_(True) for k, v in trainable.items()}
+                trunk = {k: v for k, v in leaves.items() if not k.startswith("__head__.")}
+                with torch.enable_grad():
+                    feats = features(model, {**frozen, **trunk}, batch.inputs)
+                    logits = head_logits(feats, {"weight": leaves["__head__.weight"], "bias": leaves["__head__.bias"]})
+                    target = batch.harmful if task == "harmful" else batch.beneficial
+                    assert target is not None
+                    loss = F.cross_entropy(logits, target)
+                    names = list(leaves)
+                    raw = torch.autograd.grad(loss, [leaves[k] for k in names], allow_unused=True)
+                grads = {k: (g if g is not None else torch.zeros_like(leaves[k])) for k, g in zip(names, raw, strict=True)}
+                with torch.no_grad():
+                    clipped, _ = clip_by_global_norm(grads, grad_clip)
+                    trainable, state = opt.update(clipped, state, {k: v.detach() for k, v in leaves.items()}, lr)
+            model.eval()
+            trunk_now = {k: v for k, v in trainable.items() if not k.startswith("__head__.")}
+            weights = {**frozen, **trunk_now}
+            final_head = {"weight": trainable["__head__.weight"], "bias": trainable["__head__.bias"]}
+            accuracies.append(_accuracy(model, weights, final_head, heldout, eval_labels))
+    finally:
+        model.train(was_training)
+    return AttackResult(sum(accuracies) / len(accuracies), tuple(accuracies))
+
+
+@torch.no_grad()
+def _accuracy(
+    model: EncoderClassifier, weights: dict[str, torch.Tensor], head: dict[str, torch.Tensor],
+    split: EncodedSplit, labels: torch.Tensor, chunk: int = 64,
+) -> float:
+    device = next(model.parameters()).device
+    correct = 0
+    for start in range(0, len(split), chunk):
+        rows = list(range(start, min(start + chunk, len(split))))
+        batch = split.batch(rows, device)
+        pred = head_logits(features(model, weights, batch.inputs), head).argmax(-1).cpu()
+        correct += int((pred == labels[start : start + len(rows)]).sum())
+    return correct / len(split)
+
+
+def simulated_attack(
+    model: EncoderClassifier,
+    config: MLACConfig,
+    train: EncodedSplit,
+    heldout: EncodedSplit,
+    *,
+    repeats: int = 8,
+    seed: int = 0,
+    batch_size: int | None = None,
+) -> AttackResult:
+    """The attack MLAC simulates: K inner steps at the configured initial inner lr from a fresh head.
+
+    Uses the configured inner optimiser, gradient clip and (by default) the median inner batch size;
+    averaged over ``repeats`` fresh heads. Dropout off, as an attacker scoring a model would leave it.
+    """
+    sizes = sorted(config.inner_batch_sizes)
+    return finetune_attack(
+        model, train, heldout,
+        steps=config.inner_steps, lr=config.inner_lr,
+        batch_size=batch_size or sizes[len(sizes) // 2],
+        optimizer=config.inner_optimizer, grad_clip=config.inner_grad_clip,
+        repeats=repeats, seed=seed,
+    )
