@@ -376,6 +376,10 @@ def test_dockerfile_runs_the_entrypoint_as_non_root_with_a_health_check(dockerfi
     assert healthchecks and "mlac-healthcheck" in healthchecks[-1], f"{dockerfile.name}: no HEALTHCHECK"
     entrypoints = [args for instruction, args in stage if instruction == "ENTRYPOINT"]
     assert entrypoints and "mlac-entrypoint" in entrypoints[-1], f"{dockerfile.name}: no ENTRYPOINT"
+    runs = " ".join(args for instruction, args in stage if instruction == "RUN")
+    assert "/opt/venv/bin" in runs and "/etc/profile.d/" in runs, (
+        f"{dockerfile.name}: KubeRay starts Ray through `bash -lc`, whose profile resets PATH"
+    )
     copies = " ".join(args for instruction, args in stage if instruction == "COPY")
     assert "docker/entrypoint.sh /usr/local/bin/mlac-entrypoint" in copies
     assert "docker/healthcheck.py /usr/local/bin/mlac-healthcheck" in copies
