@@ -1,0 +1,28 @@
+"""Data: synthetic biographies, Bias-in-Bios loaders, pronoun scrubbing, splits, tokenisation."""
+
+from mlac.data.fingerprint import dataset_fingerprint
+from mlac.data.io import load_saved_dataset, save_dataset
+from mlac.data.loaders import load_bias_in_bios, load_dataset_file
+from mlac.data.scrub import drop_first_sentence, scrub_pronouns
+from mlac.data.splits import SPLIT_NAMES, Splits, make_splits, sample_attack_subset
+from mlac.data.synth import SynthConfig, generate_synthetic
+from mlac.data.tokenize import collate, iterate_batches, tokenize_dataset
+
+__all__ = [
+    "SPLIT_NAMES",
+    "Splits",
+    "SynthConfig",
+    "collate",
+    "dataset_fingerprint",
+    "drop_first_sentence",
+    "generate_synthetic",
+    "iterate_batches",
+    "load_bias_in_bios",
+    "load_dataset_file",
+    "load_saved_dataset",
+    "make_splits",
+    "sample_attack_subset",
+    "save_dataset",
+    "scrub_pronouns",
+    "tokenize_dataset",
+]

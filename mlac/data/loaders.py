@@ -1,0 +1,169 @@
+"""Loaders for the real Bias in Bios from a local path, and for user-provided label files.
+
+Two layouts are read: the public ``bias_in_bios`` dataset (parquet or JSON/JSONL with ``hard_text``,
+``profession``, ``gender``), and biosbias' ``BIOS.pkl`` (a pickled list of dicts). The pickle is read
+only behind an explicit ``trust_pickle=True`` (CLI: ``--trust-pickle``), converted once to parquet,
+and from then on read from the parquet. Nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from datasets import Dataset
+
+from mlac.data.io import check_columns
+from mlac.data.scrub import drop_first_sentence, scrub_pronouns
+from mlac.errors import DataError
+from mlac.tasks import TaskSpec
+
+#: Label order of the public ``bias_in_bios`` dataset's ``profession`` column.
+BIAS_IN_BIOS_PROFESSIONS = (
+    "accountant", "architect", "attorney", "chiropractor", "comedian", "composer", "dentist", "dietitian",
+    "dj", "filmmaker", "interior_designer", "journalist", "model", "nurse", "painter", "paralegal", "pastor",
+    "personal_trainer", "photographer", "physician", "poet", "professor", "psychologist", "rapper",
+    "software_engineer", "surgeon", "teacher", "yoga_teacher",
+)
+GENDER_NAMES = ("female", "male")
+
+
+def _read_table_file(path: Path) -> list[dict[str, Any]]:
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            return pq.read_table(str(path)).to_pylist()
+        if suffix in (".jsonl", ".ndjson"):
+            with path.open(encoding="utf-8") as fh:
+                return [json.loads(line) for line in fh if line.strip()]
+        if suffix == ".json":
+            text = path.read_text(encoding="utf-8").strip()
+            if text.startswith("["):
+                data = json.loads(text)
+                return data if isinstance(data, list) else []
+            return [json.loads(line) for line in text.splitlines() if line.strip()]
+    except (pa.ArrowInvalid, OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read it as {suffix[1:]} ({exc})") from exc
+    raise DataError(f"{path}: unsupported file type {suffix!r}; use parquet, json or jsonl")
+
+
+def _files(path: Path) -> list[Path]:
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in (".parquet", ".json", ".jsonl"))
+        if not files:
+            raise DataError(f"{path}: no parquet/json/jsonl files in this directory")
+        return files
+    return [path]
+
+
+def load_bias_in_bios(path: str | Path, *, trust_pickle: bool = False, converted_out: str | Path | None = None) -> tuple[Dataset, TaskSpec]:
+    """Load Bias in Bios from ``path`` (a file or a directory of files); scrub pronouns; map labels."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"dataset path not found: {p}")
+    if p.suffix.lower() in (".pkl", ".pickle"):
+        return _load_bios_pkl(p, trust_pickle=trust_pickle, converted_out=converted_out)
+    rows: list[dict[str, Any]] = []
+    for f in _files(p):
+        rows.extend(_read_table_file(f))
+    if not rows:
+        raise DataError(f"{p}: no rows")
+    missing = [c for c in ("hard_text", "profession", "gender") if c not in rows[0]]
+    if missing:
+        raise DataError(f"{p}: missing column(s) {missing}; the bias_in_bios layout has hard_text, profession, gender")
+    out: dict[str, list] = {k: [] for k in ("id", "text", "text_with_first_sentence", "profession", "gender")}
+    for i, row in enumerate(rows):
+        text = scrub_pronouns(str(row["hard_text"]))
+        out["id"].append(str(row.get("id", f"bib-{i:07d}-{hashlib.sha1(text.encode()).hexdigest()[:8]}")))
+        out["text"].append(text)
+        out["text_with_first_sentence"].append(text)  # the public layout has already dropped it
+        out["profession"].append(int(row["profession"]))
+        out["gender"].append(1 - int(row["gender"]))  # bias_in_bios: 0 male, 1 female -> ours: 0 female, 1 male
+    task = TaskSpec(beneficial_names=BIAS_IN_BIOS_PROFESSIONS, harmful_names=GENDER_NAMES)
+    return Dataset.from_dict(out), task
+
+
+def _load_bios_pkl(path: Path, *, trust_pickle: bool, converted_out: str | Path | None) -> tuple[Dataset, TaskSpec]:
+    target = Path(converted_out) if converted_out else path.with_suffix(".parquet")
+    if target.is_file() and target.stat().st_mtime >= path.stat().st_mtime:
+        return _from_converted(target)
+    if not trust_pickle:
+        raise DataError(
+            f"{path} is a pickle, which can run arbitrary code when loaded. If you trust this file, pass "
+            "--trust-pickle (trust_pickle=True): it is converted once to parquet and never unpickled again."
+        )
+    with path.open("rb") as fh:
+        records = pickle.load(fh)
+    if not isinstance(records, list) or not records or not isinstance(records[0], dict):
+        raise DataError(f"{path}: expected a pickled list of dicts (biosbias BIOS.pkl)")
+    missing = [k for k in ("raw", "title", "gender") if k not in records[0]]
+    if missing:
+        raise DataError(f"{path}: records lack key(s) {missing}; biosbias records have raw, bio, title, gender")
+    table = {
+        "id": [f"bios-{i:07d}" for i in range(len(records))],
+        "raw": [str(r["raw"]) for r in records],
+        "bio": [str(r.get("bio") or drop_first_sentence(str(r["raw"]))) for r in records],
+        "title": [str(r["title"]) for r in records],
+        "gender": [str(r["gender"]).upper()[:1] for r in records],
+    }
+    pq.write_table(pa.Table.from_pydict(table), str(target))
+    return _from_converted(target)
+
+
+def _from_converted(target: Path) -> tuple[Dataset, TaskSpec]:
+    table = pq.read_table(str(target)).to_pydict()
+    titles = sorted(set(table["title"]))
+    index = {t: i for i, t in enumerate(titles)}
+    out = {
+        "id": table["id"],
+        "text": [scrub_pronouns(b) for b in table["bio"]],
+        "text_with_first_sentence": [scrub_pronouns(r) for r in table["raw"]],
+        "profession": [index[t] for t in table["title"]],
+        "gender": [0 if g == "F" else 1 for g in table["gender"]],
+    }
+    return Dataset.from_dict(out), TaskSpec(beneficial_names=tuple(titles), harmful_names=GENDER_NAMES)
+
+
+def load_dataset_file(path: str | Path, text_column: str, label_columns: tuple[str, str], *, label_names: dict[str, tuple[str, ...]] | None = None) -> tuple[Dataset, TaskSpec]:
+    """Read a user's JSONL/parquet file with a text column and (beneficial, harmful) integer labels.
+
+    The result has the project's columns (id, text, text_with_first_sentence, profession, gender) with
+    pronouns scrubbed; label names default to the label values seen.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"dataset file not found: {p}")
+    rows = _read_table_file(p)
+    if not rows:
+        raise DataError(f"{p}: the file has no rows")
+    ds = Dataset.from_list(rows)
+    check_columns(ds, (text_column, *label_columns), p)
+    beneficial, harmful = label_columns
+    out: dict[str, list] = {"id": [], "text": [], "text_with_first_sentence": [], "profession": [], "gender": []}
+    for i, row in enumerate(rows):
+        try:
+            b, h = int(row[beneficial]), int(row[harmful])
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"{p}: row {i}: labels must be integers ({beneficial}={row[beneficial]!r}, {harmful}={row[harmful]!r})") from exc
+        if b < 0 or h < 0:
+            raise DataError(f"{p}: row {i}: labels must be non-negative")
+        whole = scrub_pronouns(str(row[text_column]))
+        out["id"].append(str(row.get("id", f"row-{i:07d}")))
+        out["text"].append(drop_first_sentence(whole) or whole)
+        out["text_with_first_sentence"].append(whole)
+        out["profession"].append(b)
+        out["gender"].append(h)
+    names = label_names or {}
+    n_b, n_h = max(out["profession"]) + 1, max(out["gender"]) + 1
+    if n_b < 2 or n_h < 2:
+        raise DataError(f"{p}: each label column needs at least two classes")
+    task = TaskSpec(
+        beneficial_names=names.get("beneficial", tuple(str(i) for i in range(n_b))),
+        harmful_names=names.get("harmful", tuple(str(i) for i in range(n_h))),
+    )
+    return Dataset.from_dict(out), task
