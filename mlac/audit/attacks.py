@@ -1,0 +1,338 @@
+"""One attack trial: a fresh head (plus a frozen, fully trained or LoRA-adapted trunk) trained on n rows.
+
+The attacker of PROTOCOL.md: trains on the n-example subset of the attack pool, scores the **selection**
+split every ``eval_every`` steps (the search objective; early stopping keeps the best checkpoint), and
+only at the end scores the **report** split with the checkpoint that was best on selection. The report
+split never informs any decision inside a trial. The model passed in is never modified.
+
+Kinds: ``probe`` (frozen trunk, dropout off; with a :class:`~mlac.audit.features.FeatureCache` the
+trunk features are computed once and the head trains on them), ``full`` (deep copy of trunk + head,
+dropout on while training), ``lora`` (peft LoRA adapters on a copy of the trunk + head).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mlac.censor.batches import EncodedSplit
+from mlac.errors import ConfigError
+from mlac.models import EncoderClassifier, make_head
+
+if TYPE_CHECKING:
+    from mlac.audit.features import FeatureCache
+
+KINDS = ("probe", "full", "lora")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "warmup_linear")
+TASKS = ("harmful", "beneficial")
+
+#: ``report_hook(step, selection_accuracy) -> prune?``: called after every evaluation.
+ReportHook = Callable[[int, float], bool]
+
+
+@dataclass(frozen=True)
+class AttackParams:
+    """Hyperparameters of one attack (what the search chooses)."""
+
+    kind: str = "full"
+    lr: float = 1e-4
+    steps: int = 100
+    batch_size: int = 12
+    optimizer: str = "adam"
+    schedule: str = "constant"
+    weight_decay: float = 0.0
+    warmup_fraction: float = 0.1
+    grad_clip: float = 100.0
+    lora_r: int = 8
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ConfigError(f"attack kind must be one of {KINDS}, got {self.kind!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"lr must be a positive number, got {self.lr}")
+        if self.steps < 1 or self.batch_size < 1 or self.lora_r < 1:
+            raise ConfigError("steps, batch_size and lora_r must be at least 1")
+        if self.weight_decay < 0 or not 0 <= self.warmup_fraction < 1 or self.grad_clip <= 0:
+            raise ConfigError("weight_decay >= 0, warmup_fraction in [0, 1) and grad_clip > 0 are required")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AttackParams:
+        """Inverse of :meth:`to_dict`; unknown keys are a ConfigError."""
+        known = {f for f in cls.__dataclass_fields__}
+        extra = sorted(set(data) - known)
+        if extra:
+            raise ConfigError(f"unknown attack parameters {extra}; known: {sorted(known)}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class AttackData:
+    """The rows one trial may touch: the attack pool (train rows index into it), selection and report.
+
+    ``pool_rows`` are the n rows of ``pool`` the attacker trains on. Ids travel alongside the encoded
+    rows so that tests can prove which examples a trial used.
+    """
+
+    pool: EncodedSplit
+    pool_ids: tuple[str, ...]
+    pool_rows: tuple[int, ...]
+    selection: EncodedSplit
+    selection_ids: tuple[str, ...]
+    report: EncodedSplit
+    report_ids: tuple[str, ...]
+
+    @property
+    def train_ids(self) -> tuple[str, ...]:
+        """Ids of the n training examples."""
+        return tuple(self.pool_ids[i] for i in self.pool_rows)
+
+
+@dataclass
+class TrialOutcome:
+    """What one trial produced. ``report_accuracy`` is None for a pruned trial (never scored)."""
+
+    selection_curve: list[tuple[int, float]]
+    best_selection_accuracy: float
+    best_step: int
+    report_accuracy: float | None
+    steps_run: int
+    pruned: bool
+    wall_s: float
+    flops: float
+    seen_ids: dict[str, list[str]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form (what executors send back)."""
+        out = asdict(self)
+        out["selection_curve"] = [[int(s), float(a)] for s, a in self.selection_curve]
+        return out
+
+
+def labels_of(split: EncodedSplit, task: str) -> torch.Tensor:
+    """The label tensor of ``task`` in ``split``."""
+    if task not in TASKS:
+        raise ConfigError(f"task must be one of {TASKS}, got {task!r}")
+    return split.harmful if task == "harmful" else split.beneficial
+
+
+def trunk_flop_params(model: EncoderClassifier) -> int:
+    """Parameters that cost multiply-adds per token (everything but embedding tables)."""
+    return sum(p.numel() for n, p in model.trunk.named_parameters() if "embeddings" not in n)
+
+
+def _tokens(split: EncodedSplit, rows: Sequence[int]) -> int:
+    return sum(len(split.ids[i]) for i in rows)
+
+
+def make_optimizer(params: list[nn.Parameter], p: AttackParams) -> torch.optim.Optimizer:
+    """Adam, AdamW or SGD (momentum 0.9) over ``params`` at ``p.lr``."""
+    if p.optimizer == "adam":
+        return torch.optim.Adam(params, lr=p.lr, weight_decay=p.weight_decay)
+    if p.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=p.lr, weight_decay=p.weight_decay)
+    return torch.optim.SGD(params, lr=p.lr, momentum=0.9, weight_decay=p.weight_decay)
+
+
+def lr_factor(step: int, p: AttackParams) -> float:
+    """Multiplier of the base lr at ``step`` (0-based): 1, or linear warm-up then linear decay to 0."""
+    if p.schedule == "constant":
+        return 1.0
+    warm = max(1, round(p.warmup_fraction * p.steps))
+    if step < warm:
+        return (step + 1) / warm
+    return max(0.0, (p.steps - step) / max(1, p.steps - warm))
+
+
+def lora_trunk(trunk: nn.Module, r: int) -> nn.Module:
+    """A copy of ``trunk`` with LoRA adapters (rank ``r``) on its linear layers; base weights frozen."""
+    from peft import LoraConfig, get_peft_model
+
+    names = {n.rsplit(".", 1)[-1] for n, m in trunk.named_modules() if isinstance(m, nn.Linear)}
+    targets = sorted(names & {"query", "key", "value", "dense", "q_proj", "k_proj", "v_proj", "out_proj", "q_lin", "v_lin"})
+    if not targets:
+        raise ConfigError("LoRA found no attention/dense linear layers in this trunk; use kind 'full' or 'probe'")
+    config = LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=0.0, target_modules=targets, bias="none")
+    return get_peft_model(copy.deepcopy(trunk), config)
+
+
+class _Features:
+    """Pooled features of split rows: from the live trunk (slow path) or a feature cache (fast path)."""
+
+    def __init__(self, model: nn.Module, device: torch.device, cached: dict[str, torch.Tensor] | None) -> None:
+        self.model, self.device, self.cached = model, device, cached
+
+    def __call__(self, name: str, split: EncodedSplit, rows: Sequence[int]) -> torch.Tensor:
+        if self.cached is not None:
+            return self.cached[name][torch.as_tensor(list(rows), dtype=torch.long)]
+        batch = split.batch(rows, self.device)
+        return self.model(**batch.inputs)
+
+
+@torch.no_grad()
+def _accuracy(feats: _Features, head: nn.Module, name: str, split: EncodedSplit, labels: torch.Tensor, chunk: int = 128) -> float:
+    correct = 0
+    for start in range(0, len(split), chunk):
+        rows = list(range(start, min(start + chunk, len(split))))
+        pred = head(feats(name, split, rows)).argmax(-1).cpu()
+        correct += int((pred == labels[start : start + len(rows)]).sum())
+    return correct / max(1, len(split))
+
+
+def run_attack_trial(
+    model: EncoderClassifier,
+    data: AttackData,
+    task: str,
+    num_labels: int,
+    params: AttackParams,
+    seed: int,
+    *,
+    eval_every: int = 50,
+    report_hook: ReportHook | None = None,
+    feature_cache: FeatureCache | None = None,
+    model_key: str | None = None,
+    device: torch.device | None = None,
+    record_ids: bool = False,
+) -> TrialOutcome:
+    """Run one attack; see the module docstring. Deterministic for a given ``seed`` on CPU.
+
+    ``feature_cache`` + ``model_key`` (the checkpoint sha256) turn on the probe fast path.
+    ``record_ids`` fills :attr:`TrialOutcome.seen_ids` with the ids used for gradient steps
+    (``train``), for checkpoint selection (``selection``) and for the final score (``report``).
+    """
+    if eval_every < 1:
+        raise ConfigError(f"eval_every must be at least 1, got {eval_every}")
+    if not data.pool_rows:
+        raise ConfigError("an attack needs at least one training example")
+    started = time.perf_counter()
+    device = device if device is not None else next(model.parameters()).device
+    labels_train = labels_of(data.pool, task)
+    labels_sel = labels_of(data.selection, task)
+    labels_rep = labels_of(data.report, task)
+    p_flop = trunk_flop_params(model)
+    head = make_head(model.hidden_size, num_labels, seed, device=device)
+    flops = 0.0
+
+    cached = None
+    if params.kind == "probe":
+        attacker: nn.Module = model
+        was_training = model.training
+        model.eval()
+        trainable = list(head.parameters())
+        if feature_cache is not None:
+            key = model_key or "unnamed"
+            cached = {
+                "pool": feature_cache.features(model, key, data.pool, device),
+                "selection": feature_cache.features(model, key, data.selection, device),
+                "report": feature_cache.features(model, key, data.report, device),
+            }
+        # The attacker computes each example's features once (fast path or not, that is the cost model).
+        flops += 2.0 * p_flop * (_tokens(data.pool, data.pool_rows) + _tokens(data.selection, range(len(data.selection))))
+    else:
+        attacker = copy.deepcopy(model).to(device)
+        if params.kind == "lora":
+            attacker.trunk = lora_trunk(attacker.trunk, params.lora_r)
+        for p in attacker.beneficial_head.parameters():
+            p.requires_grad_(False)
+        trainable = [p for p in attacker.trunk.parameters() if p.requires_grad] + list(head.parameters())
+    feats = _Features(attacker, device, cached)
+    opt = make_optimizer(trainable, params)
+    gen = torch.Generator().manual_seed(seed)
+    curve: list[tuple[int, float]] = []
+    best_acc, best_step, best_state = -1.0, 0, None
+    pruned = False
+    steps_run = 0
+    seen: dict[str, set[int]] = {"train": set()}
+    n_train = len(data.pool_rows)
+    sel_tokens = _tokens(data.selection, range(len(data.selection)))
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            for step in range(params.steps):
+                picks = torch.randint(0, n_train, (params.batch_size,), generator=gen).tolist()
+                rows = [data.pool_rows[i] for i in picks]
+                if record_ids:
+                    seen["train"].update(rows)
+                for group in opt.param_groups:
+                    group["lr"] = params.lr * lr_factor(step, params)
+                if params.kind != "probe":
+                    attacker.train()
+                    flops += 6.0 * p_flop * _tokens(data.pool, rows)
+                flops += 6.0 * model.hidden_size * num_labels * len(rows)
+                with torch.set_grad_enabled(True):
+                    if params.kind == "probe":
+                        with torch.no_grad():
+                            x = feats("pool", data.pool, rows)
+                    else:
+                        x = feats("pool", data.pool, rows)
+                    loss = F.cross_entropy(head(x), labels_train[torch.as_tensor(rows)].to(device))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(trainable, params.grad_clip)
+                opt.step()
+                steps_run = step + 1
+                if steps_run % eval_every == 0 or steps_run == params.steps:
+                    attacker.eval()
+                    acc = _accuracy(feats, head, "selection", data.selection, labels_sel)
+                    if params.kind != "probe":
+                        flops += 2.0 * p_flop * sel_tokens
+                    curve.append((steps_run, acc))
+                    if acc > best_acc:
+                        best_acc, best_step = acc, steps_run
+                        best_state = _snapshot(attacker if params.kind != "probe" else None, head)
+                    if report_hook is not None and steps_run < params.steps and report_hook(steps_run, acc):
+                        pruned = True
+                        break
+            report_acc = None
+            if not pruned and best_state is not None:
+                _restore(attacker if params.kind != "probe" else None, head, best_state)
+                attacker.eval()
+                report_acc = _accuracy(feats, head, "report", data.report, labels_rep)
+    finally:
+        if params.kind == "probe":
+            model.train(was_training)
+    seen_ids: dict[str, list[str]] = {}
+    if record_ids:
+        seen_ids["train"] = sorted(data.pool_ids[i] for i in seen["train"])
+        seen_ids["selection"] = sorted(data.selection_ids)
+        seen_ids["report"] = sorted(data.report_ids) if report_acc is not None else []
+    return TrialOutcome(
+        selection_curve=curve,
+        best_selection_accuracy=best_acc,
+        best_step=best_step,
+        report_accuracy=report_acc,
+        steps_run=steps_run,
+        pruned=pruned,
+        wall_s=time.perf_counter() - started,
+        flops=flops,
+        seen_ids=seen_ids,
+    )
+
+
+def _snapshot(attacker: nn.Module | None, head: nn.Module) -> dict[str, dict[str, torch.Tensor]]:
+    out = {"head": {k: v.detach().clone() for k, v in head.state_dict().items()}}
+    if attacker is not None:
+        out["attacker"] = {k: v.detach().clone() for k, v in attacker.state_dict().items()}
+    return out
+
+
+def _restore(attacker: nn.Module | None, head: nn.Module, state: dict[str, dict[str, torch.Tensor]]) -> None:
+    head.load_state_dict(state["head"])
+    if attacker is not None:
+        attacker.load_state_dict(state["attacker"])

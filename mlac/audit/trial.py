@@ -1,0 +1,205 @@
+"""The unit of work every executor runs: one attack trial from plain, picklable inputs.
+
+A :class:`TrialSpec` names a checkpoint directory and a saved dataset by path, the split seed, the
+task, n, the subset seed, the attack parameters, the trial seed and (optionally) a pruning rule built
+from the curves of already finished trials. :func:`run_trial` turns it into a plain dict. A
+:class:`WorkerContext` memoises what is expensive to rebuild (loaded models, tokenised splits, probe
+features) for the life of one worker process; a Ray actor or an in-process executor owns one.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mlac.audit.attacks import AttackData, AttackParams, run_attack_trial
+from mlac.audit.features import FeatureCache
+from mlac.censor.batches import EncodedSplit, encode_split
+from mlac.data import Splits, load_saved_dataset, make_splits
+from mlac.device import resolve_device
+from mlac.errors import CheckpointError, DataError, MlacError
+from mlac.models import LoadedModel, load_checkpoint
+from mlac.tasks import TaskSpec
+
+
+@dataclass(frozen=True)
+class PruneRule:
+    """Median rule on the best-so-far selection accuracy (Optuna's MedianPruner, as plain data).
+
+    A trial is pruned at step s >= ``warmup_steps`` when at least ``min_reference`` finished trials
+    reached s and its best-so-far selection accuracy is below their median best-so-far at s.
+    """
+
+    reference: tuple[tuple[tuple[int, float], ...], ...] = ()
+    min_reference: int = 3
+    warmup_steps: int = 0
+
+    def should_prune(self, history: list[tuple[int, float]]) -> bool:
+        """Whether the trial whose evaluations so far are ``history`` should stop."""
+        if not history:
+            return False
+        step = history[-1][0]
+        if step < self.warmup_steps:
+            return False
+        mine = max(a for _, a in history)
+        others = []
+        for curve in self.reference:
+            reached = [a for s, a in curve if s <= step]
+            if curve and curve[-1][0] >= step and reached:
+                others.append(max(reached))
+        if len(others) < self.min_reference:
+            return False
+        return mine < statistics.median(others)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain form."""
+        return {"reference": [[list(p) for p in c] for c in self.reference], "min_reference": self.min_reference,
+                "warmup_steps": self.warmup_steps}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PruneRule:
+        """Inverse of :meth:`to_dict`."""
+        ref = tuple(tuple((int(s), float(a)) for s, a in c) for c in data.get("reference", ()))
+        return cls(ref, int(data.get("min_reference", 3)), int(data.get("warmup_steps", 0)))
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """Everything one trial needs, by value or by path (picklable, JSON-able)."""
+
+    checkpoint: str
+    dataset: str
+    task: str
+    n: int
+    subset_seed: int
+    params: dict[str, Any]
+    trial_seed: int
+    split_seed: int = 0
+    eval_every: int = 50
+    max_length: int = 128
+    selection_max: int | None = None
+    report_max: int | None = None
+    prune: dict[str, Any] | None = None
+    device: str = "auto"
+    fast_probe: bool = True
+    record_ids: bool = False
+    tag: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain form."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrialSpec:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**data)
+
+
+def _capped(ds: Any, cap: int | None, seed: int) -> Any:
+    if cap is None or len(ds) <= cap:
+        return ds
+    return ds.select(sorted(random.Random(seed).sample(range(len(ds)), cap)))
+
+
+class WorkerContext:
+    """Per-process memo of models, datasets, encoded splits and probe features (plain object)."""
+
+    def __init__(self, max_models: int = 8) -> None:
+        self.max_models = max_models
+        self.features = FeatureCache()
+        self._models: dict[tuple[str, str], LoadedModel] = {}
+        self._datasets: dict[str, tuple[Any, TaskSpec]] = {}
+        self._splits: dict[tuple[str, int], Splits] = {}
+        self._encoded: dict[tuple[Any, ...], tuple[EncodedSplit, tuple[str, ...]]] = {}
+
+    def dataset(self, path: str) -> tuple[Any, TaskSpec]:
+        """The saved dataset at ``path`` and its task spec."""
+        if path not in self._datasets:
+            self._datasets[path] = load_saved_dataset(path)
+        return self._datasets[path]
+
+    def splits(self, path: str, split_seed: int) -> Splits:
+        """The four disjoint splits of the dataset at ``path``."""
+        key = (path, split_seed)
+        if key not in self._splits:
+            self._splits[key] = make_splits(self.dataset(path)[0], split_seed)
+        return self._splits[key]
+
+    def model(self, checkpoint: str, device: torch.device, num_beneficial: int | None = None) -> LoadedModel:
+        """The checkpoint at ``checkpoint`` loaded on ``device`` (eval mode).
+
+        ``num_beneficial`` sizes the beneficial head of a plain encoder directory (no head saved); the
+        attack never uses that head.
+        """
+        key = (str(Path(checkpoint).resolve()), str(device))
+        if key not in self._models:
+            if len(self._models) >= self.max_models:
+                self._models.pop(next(iter(self._models)))
+            try:
+                loaded = load_checkpoint(checkpoint, device=device)
+            except CheckpointError as exc:
+                if exc.code != "missing_head" or not num_beneficial:
+                    raise
+                loaded = load_checkpoint(checkpoint, num_beneficial=num_beneficial, device=device)
+            loaded.model.eval()
+            self._models[key] = loaded
+        return self._models[key]
+
+    def encoded(self, spec: TrialSpec, loaded: LoadedModel, split: str) -> tuple[EncodedSplit, tuple[str, ...]]:
+        """``split`` of the spec's dataset tokenised with the model's tokenizer (and capped)."""
+        cap = {"selection": spec.selection_max, "report": spec.report_max}.get(split)
+        key = (spec.dataset, spec.split_seed, split, cap, loaded.sha256, spec.max_length)
+        if key not in self._encoded:
+            ds, task = self.dataset(spec.dataset)
+            part = _capped(self.splits(spec.dataset, spec.split_seed).get(split), cap, spec.split_seed)
+            self._encoded[key] = (encode_split(part, loaded.tokenizer, task, spec.max_length), tuple(str(i) for i in part["id"]))
+        return self._encoded[key]
+
+    def attack_data(self, spec: TrialSpec, loaded: LoadedModel) -> AttackData:
+        """Pool, the n-row subset of it, selection and report for ``spec``."""
+        pool, pool_ids = self.encoded(spec, loaded, "attack_pool")
+        if spec.n > len(pool):
+            raise DataError(f"n={spec.n} is larger than the attack pool ({len(pool)} examples): use a smaller n or a larger dataset")
+        rows = tuple(sorted(random.Random(spec.subset_seed).sample(range(len(pool)), spec.n)))
+        sel, sel_ids = self.encoded(spec, loaded, "selection")
+        rep, rep_ids = self.encoded(spec, loaded, "report")
+        return AttackData(pool, pool_ids, rows, sel, sel_ids, rep, rep_ids)
+
+
+def run_trial(spec_data: dict[str, Any], context: WorkerContext | None = None) -> dict[str, Any]:
+    """Run one trial; returns ``{"ok": True, **TrialOutcome.to_dict()}`` or ``{"ok": False, "error": tb}``.
+
+    Never raises for a failure inside the trial: the search records the traceback and goes on.
+    """
+    ctx = context if context is not None else WorkerContext()
+    try:
+        spec = TrialSpec.from_dict(spec_data)
+        device = resolve_device(spec.device)
+        ds_task = ctx.dataset(spec.dataset)[1]
+        loaded = ctx.model(spec.checkpoint, device, max(2, len(ds_task.beneficial_names)))
+        data = ctx.attack_data(spec, loaded)
+        params = AttackParams.from_dict(spec.params)
+        rule = PruneRule.from_dict(spec.prune) if spec.prune else None
+        history: list[tuple[int, float]] = []
+
+        def hook(step: int, acc: float) -> bool:
+            history.append((step, acc))
+            return rule.should_prune(history) if rule is not None else False
+
+        outcome = run_attack_trial(
+            loaded.model, data, spec.task, ds_task.num_labels(spec.task), params, spec.trial_seed,
+            eval_every=spec.eval_every, report_hook=hook,
+            feature_cache=ctx.features if spec.fast_probe else None, model_key=loaded.sha256,
+            device=device, record_ids=spec.record_ids,
+        )
+        return {"ok": True, **outcome.to_dict()}
+    except MlacError as exc:
+        return {"ok": False, "error": f"{type(exc).__name__} [{exc.code}]: {exc}", "user_error": True}
+    except Exception:  # a failed trial is data for the search, not the end of the audit
+        return {"ok": False, "error": traceback.format_exc(), "user_error": False}
