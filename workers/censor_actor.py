@@ -17,7 +17,8 @@ from typing import Any
 
 import ray
 
-from mlac.censor import MLACConfig, train_mlac
+from mlac.censor.config import MLACConfig
+from mlac.censor.train import train_mlac
 from mlac.data import load_saved_dataset, make_splits
 from mlac.models import load_checkpoint
 from workers.resources import adopt_assigned_cpus, assigned_device

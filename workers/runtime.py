@@ -126,16 +126,11 @@ def _refresh_ray_auth_config() -> None:
 
 
 def _dashboard_url() -> str | None:
-    try:
-        url = ray.get_runtime_context().dashboard_url if hasattr(ray.get_runtime_context(), "dashboard_url") else None
-    except Exception:  # noqa: BLE001 - the runtime context is best-effort information
-        url = None
-    if not url:
-        from ray._private.worker import global_worker
+    from ray._private.worker import global_worker
 
-        node = getattr(global_worker, "node", None)
-        url = getattr(node, "webui_url", None) if node is not None else None
-    if url and not url.startswith("http"):
+    node = getattr(global_worker, "node", None)
+    url = getattr(node, "webui_url", None) if node is not None else None
+    if url and not str(url).startswith("http"):
         url = f"http://{url}"
     return url
 
