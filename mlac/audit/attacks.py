@@ -247,7 +247,7 @@ def run_attack_trial(
     else:
         attacker = copy.deepcopy(model).to(device)
         if params.kind == "lora":
-            attacker.trunk = lora_trunk(attacker.trunk, params.lora_r)
+            attacker.trunk = lora_trunk(attacker.trunk, params.lora_r)  # type: ignore[assignment]
         for p in attacker.beneficial_head.parameters():
             p.requires_grad_(False)
         trainable = [p for p in attacker.trunk.parameters() if p.requires_grad] + list(head.parameters())

@@ -217,8 +217,8 @@ def _since_best(trials: list[FrozenTrial]) -> int:
 def _recover_stale(study: optuna.Study) -> None:
     """Trials left RUNNING/WAITING by an interrupted run: mark them failed and queue their params again."""
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)  # noqa: SLF001 - documented storage API
-        study._storage.set_trial_user_attr(t._trial_id, "error", "interrupted: re-queued on resume")  # noqa: SLF001
+        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        study._storage.set_trial_user_attr(t._trial_id, "error", "interrupted: re-queued on resume")
         if t.params:
             study.enqueue_trial(dict(t.params), skip_if_exists=False)
 

@@ -156,7 +156,7 @@ class WorkerContext:
         cap = {"selection": spec.selection_max, "report": spec.report_max}.get(split)
         key = (spec.dataset, spec.split_seed, split, cap, loaded.sha256, spec.max_length)
         if key not in self._encoded:
-            ds, task = self.dataset(spec.dataset)
+            task = self.dataset(spec.dataset)[1]
             part = _capped(self.splits(spec.dataset, spec.split_seed).get(split), cap, spec.split_seed)
             self._encoded[key] = (encode_split(part, loaded.tokenizer, task, spec.max_length), tuple(str(i) for i in part["id"]))
         return self._encoded[key]

@@ -1,0 +1,61 @@
+"""Named audit presets: ``smoke`` (tests), ``quick`` (a CPU demo in minutes), ``paper`` (PROTOCOL.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlac.audit.protocol import AuditRequest, BaselineConfig
+from mlac.audit.search import SearchConfig, SearchSpace
+from mlac.errors import ConfigError
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Seconds per study on 2 CPU cores: linear probes on cached features, at most 100 steps.
+    "smoke": {
+        "sizes": (20, 100),
+        "seeds": (0, 1),
+        "space": SearchSpace(lr_low=1e-3, lr_high=3e-2, steps_min=20, steps_max=100, steps_step=20,
+                             batch_sizes=(12, 24), kinds=("probe",)),
+        "search": SearchConfig(max_trials=4, patience=4, reruns=2, eval_every=20, tpe_startup_trials=2),
+        "baseline_config": BaselineConfig(tiny_base_steps=300, beneficial_steps=50, ac_steps=20),
+        "selection_max": 200,
+        "report_max": 300,
+    },
+    # Minutes on 2 CPU cores: probes and short full fine-tunes.
+    "quick": {
+        "sizes": (20, 100, 200),
+        "seeds": (0, 1),
+        "space": SearchSpace(lr_low=1e-4, lr_high=3e-2, steps_min=20, steps_max=100, steps_step=20,
+                             batch_sizes=(12, 24), kinds=("probe", "full")),
+        "search": SearchConfig(max_trials=6, patience=4, reruns=2, eval_every=20, tpe_startup_trials=3),
+        "baseline_config": BaselineConfig(tiny_base_steps=300, beneficial_steps=100, ac_steps=50),
+        "selection_max": 300,
+        "report_max": 400,
+    },
+    # The reference protocol: 4 sizes, 6 seeds, 50 TPE trials, patience 15, 15 reruns.
+    "paper": {
+        "sizes": (20, 50, 100, 200),
+        "seeds": (0, 1, 2, 3, 4, 5),
+        "space": SearchSpace(),
+        "search": SearchConfig(max_trials=50, patience=15, reruns=15, eval_every=50),
+        "baseline_config": BaselineConfig(),
+        "selection_max": None,
+        "report_max": None,
+    },
+}
+
+
+def preset_values(name: str) -> dict[str, Any]:
+    """The request fields a preset sets (ConfigError for an unknown name)."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+    return dict(PRESETS[name])
+
+
+def build_request(preset: str, *, dataset: str, **overrides: Any) -> AuditRequest:
+    """An :class:`AuditRequest` from a preset, with ``overrides`` (None values are ignored)."""
+    values = preset_values(preset)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return AuditRequest(dataset=dataset, preset=preset, **values)
+    except TypeError as exc:
+        raise ConfigError(f"bad audit request field: {exc}") from exc

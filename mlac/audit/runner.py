@@ -1,0 +1,179 @@
+"""Run a whole audit: validate, build baselines, run every search, assemble curves, write the report.
+
+:func:`run_audit` is the one entry point every layer uses (CLI, Ray driver, service). Trials go through
+the executor it is given (in-process by default); Optuna studies live in ``<out>/optuna.journal``
+unless a storage URL is passed, so an interrupted audit run again into the same folder resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlac.audit.baselines import build_baselines
+from mlac.audit.protocol import AuditRequest, audit_id, expand, model_labels, plan_counts
+from mlac.audit.search import (
+    InProcessExecutor,
+    StudyDriver,
+    StudyKey,
+    StudyResult,
+    TrialExecutor,
+    derived_seed,
+    open_storage,
+)
+from mlac.audit.trial import TrialSpec
+from mlac.data import dataset_fingerprint, load_saved_dataset, make_splits
+from mlac.errors import StoppedError
+from mlac.models import validate_checkpoint_dir
+from mlac.tasks import TaskSpec
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[dict[str, Any]], None]
+ShouldStop = Callable[[], bool]
+STUDIES_FILE = "studies.json"
+
+
+@dataclass(frozen=True)
+class PreparedAudit:
+    """Everything known once inputs are validated and baselines exist."""
+
+    request: AuditRequest
+    task: TaskSpec
+    checkpoints: dict[str, str]
+    shas: dict[str, str]
+    dataset_fingerprint: str
+    split_fingerprints: dict[str, str]
+    audit_id: str
+    keys: list[StudyKey]
+
+
+def subset_seed(seed: int, n: int) -> int:
+    """Seed of the attacker's n-example subset: shared by every model and task (paired comparison)."""
+    return derived_seed("subset", seed, n)
+
+
+def prepare(request: AuditRequest, out_dir: Path, progress: Progress) -> PreparedAudit:
+    """Validate the request against its data and build (or reuse) the baselines."""
+    request.validate()
+    progress({"stage": "prepare"})
+    ds, task = load_saved_dataset(request.dataset)
+    for t in request.tasks:
+        task.num_labels(t)
+    splits = make_splits(ds, request.split_seed)
+    request.check_pool(len(splits.attack_pool))
+    progress({"stage": "baselines"})
+    built = build_baselines(request, splits.train, splits.fingerprints["train"], task, out_dir, progress)
+    checkpoints = {label: (path if path is not None else built[label]) for label, path in model_labels(request)}
+    shas = {label: validate_checkpoint_dir(path, check_values=False).sha256 for label, path in checkpoints.items()}
+    fingerprint = dataset_fingerprint(ds)
+    return PreparedAudit(
+        request=request, task=task, checkpoints=checkpoints, shas=shas, dataset_fingerprint=fingerprint,
+        split_fingerprints=dict(splits.fingerprints), audit_id=audit_id(request, shas, fingerprint),
+        keys=expand(request, checkpoints),
+    )
+
+
+def base_spec(request: AuditRequest, key: StudyKey) -> TrialSpec:
+    """The trial spec of ``key`` before the search fills in params and seeds."""
+    return TrialSpec(
+        checkpoint=str(Path(key.checkpoint).resolve()), dataset=str(Path(request.dataset).resolve()), task=key.task,
+        n=key.n, subset_seed=subset_seed(key.seed, key.n), params={}, trial_seed=0, split_seed=request.split_seed,
+        eval_every=request.search.eval_every, max_length=request.max_length, selection_max=request.selection_max,
+        report_max=request.report_max, device=request.device,
+        tag={"model": key.model, "task": key.task, "n": key.n, "seed": key.seed},
+    )
+
+
+def run_studies(
+    prepared: PreparedAudit,
+    storage_url: str,
+    executor: TrialExecutor,
+    progress: Progress,
+    should_stop: ShouldStop | None,
+) -> list[StudyResult]:
+    """Run every search of the audit in order, reporting progress after every trial."""
+    request = prepared.request
+    storage = open_storage(storage_url)
+    counts = plan_counts(request)
+    results: list[StudyResult] = []
+    trials_done = 0
+    for index, key in enumerate(prepared.keys):
+        if should_stop is not None and should_stop():
+            raise StoppedError(f"audit stopped after {index} of {len(prepared.keys)} searches; run again to resume")
+
+        def on_trial(event: dict[str, Any], key: StudyKey = key, index: int = index) -> None:
+            nonlocal trials_done
+            trials_done += 1
+            progress({"stage": "search", "study": index, "studies_done": index, "studies_total": len(prepared.keys),
+                      "trials_done": trials_done, "trials_total": counts["max_trials"], "model": key.model,
+                      "task": key.task, "n": key.n, "seed": key.seed, **event})
+
+        driver = StudyDriver(key, base_spec(request, key), request.space, request.search, audit_id=prepared.audit_id,
+                             storage=storage, executor=executor, should_stop=should_stop, on_trial=on_trial)
+        result = driver.run()
+        results.append(result)
+        progress({"stage": "search", "studies_done": index + 1, "studies_total": len(prepared.keys),
+                  "trials_done": trials_done, "trials_total": counts["max_trials"], "model": key.model, "task": key.task,
+                  "n": key.n, "seed": key.seed, "best_so_far": result.report_accuracy})
+    return results
+
+
+def study_record(result: StudyResult) -> dict[str, Any]:
+    """Plain form of one seed's point (what ``studies.json`` holds)."""
+    return {
+        "model": result.key.model, "task": result.key.task, "n": result.key.n, "seed": result.key.seed,
+        "report_accuracy": result.report_accuracy, "selection_accuracy": result.selection_accuracy,
+        "rerun_accuracies": result.rerun_accuracies, "best_params": result.best_params,
+        "trials_run": result.trials_run, "failed_trials": result.failed_trials,
+        "attacker_wall_s": result.attacker_wall_s, "attacker_flops": result.attacker_flops,
+        "trial_history": result.trial_history,
+    }
+
+
+def run_audit(
+    request: AuditRequest,
+    out_dir: str | Path,
+    *,
+    progress: Progress | None = None,
+    should_stop: ShouldStop | None = None,
+    executor: TrialExecutor | None = None,
+    storage_url: str | None = None,
+) -> Any:
+    """Run ``request`` into ``out_dir`` and write the report there; returns the :class:`AuditResult`.
+
+    ``progress`` receives dicts with ``stage`` (prepare, baselines, search, report) and, during the
+    search, studies/trials done and total and the best report accuracy of the last finished search.
+    ``should_stop`` is polled between trials; when it returns True a StoppedError is raised (run the
+    same request into the same folder to resume).
+    """
+    emit = progress or (lambda event: None)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    prepared = prepare(request, out, emit)
+    results = run_studies(prepared, storage_url or f"journal:{out / 'optuna.journal'}",
+                          executor if executor is not None else InProcessExecutor(), emit, should_stop)
+    (out / STUDIES_FILE).write_text(json.dumps([study_record(r) for r in results], indent=2, sort_keys=True), encoding="utf-8")
+    emit({"stage": "report"})
+    result = assemble_result(prepared, results, wall_s=time.monotonic() - started)
+    from mlac.audit.report_html import write_report
+
+    write_report(result, out)
+    emit({"stage": "done", "studies_done": len(results), "studies_total": len(results)})
+    return result
+
+
+def assemble_result(prepared: PreparedAudit, results: list[StudyResult], *, wall_s: float) -> Any:
+    """Seed points -> curves -> :class:`AuditResult` (the schema lives in ``result_schema``)."""
+    from mlac.audit.curves import SeedPoint, build_curves
+    from mlac.audit.result_schema import AuditResult
+
+    points = [SeedPoint(**study_record(r)) for r in results]
+    curves = build_curves(points)
+    return AuditResult(request=prepared.request.to_dict(), curves=curves, seed_points=points)

@@ -1,0 +1,157 @@
+"""``mlac-audit audit ...`` (run an audit with progress bars) and ``mlac-audit report DIR`` (re-render).
+
+``--ray [ADDRESS]`` runs the trials through an executor that the Ray layer registers under the
+entry-point group ``mlac_audit.executors`` (name ``ray``: a callable ``(address | None) -> TrialExecutor``),
+so that ``mlac`` itself never imports Ray.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from importlib import metadata
+from pathlib import Path
+from statistics import mean
+from typing import Any
+
+from mlac.audit.protocol import BASELINES
+from mlac.errors import ConfigError
+
+EXECUTOR_GROUP = "mlac_audit.executors"
+
+
+def _csv(kind: type) -> Any:
+    def parse(text: str) -> tuple[Any, ...]:
+        try:
+            return tuple(kind(x.strip()) for x in text.split(",") if x.strip())
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {kind.__name__}: {text!r}") from exc
+
+    return parse
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``audit`` and ``report`` commands."""
+    audit = sub.add_parser("audit", help="run a few-shot adversarial fine-tuning audit")
+    audit.add_argument("--model", action="append", default=[], metavar="PATH", help="checkpoint under audit (repeatable)")
+    audit.add_argument("--base", default=None, metavar="PATH|tiny",
+                       help="base model the baselines are built from ('tiny' trains a small one on the data)")
+    audit.add_argument("--data", required=True, type=Path, help="dataset .parquet written by `mlac-audit data synth|convert`")
+    audit.add_argument("--baselines", type=_csv(str), default=(), help=f"comma-separated subset of {','.join(BASELINES)}")
+    audit.add_argument("--preset", default="quick", help="smoke | quick | paper (default quick)")
+    audit.add_argument("--out", required=True, type=Path, help="output folder (re-running into it resumes)")
+    audit.add_argument("--tasks", type=_csv(str), default=None, help="harmful,beneficial (default both)")
+    audit.add_argument("--sizes", type=_csv(int), default=None, help="data sizes n, e.g. 20,50,100")
+    audit.add_argument("--seeds", type=_csv(int), default=None, help="seeds, e.g. 0,1,2")
+    audit.add_argument("--kinds", type=_csv(str), default=None, help="attack kinds to search: probe,full,lora")
+    audit.add_argument("--max-trials", type=int, default=None)
+    audit.add_argument("--patience", type=int, default=None)
+    audit.add_argument("--reruns", type=int, default=None)
+    audit.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    audit.add_argument("--storage", default=None, help="Optuna storage URL (default: journal file in --out)")
+    audit.add_argument("--ray", nargs="?", const="auto", default=None, metavar="ADDRESS",
+                       help="run trials on Ray (local when no address is given); needs the workers package")
+    audit.add_argument("--quiet", action="store_true", help="no progress bars")
+    audit.set_defaults(func=_audit)
+
+    report = sub.add_parser("report", help="re-render the figures and HTML card of an audit folder")
+    report.add_argument("dir", type=Path)
+    report.set_defaults(func=_report)
+
+
+def build_request_from_args(args: argparse.Namespace) -> Any:
+    """The :class:`AuditRequest` the arguments describe."""
+    from dataclasses import replace
+
+    from mlac.audit.presets import build_request, preset_values
+
+    values = preset_values(args.preset)
+    space, search = values["space"], values["search"]
+    if args.kinds is not None:
+        space = replace(space, kinds=args.kinds)
+    changes = {k: v for k, v in (("max_trials", args.max_trials), ("patience", args.patience), ("reruns", args.reruns)) if v is not None}
+    if changes:
+        search = replace(search, **changes)
+    return build_request(
+        args.preset, dataset=str(args.data), models=tuple(str(m) for m in args.model), base=args.base,
+        baselines=tuple(args.baselines), tasks=args.tasks, sizes=args.sizes, seeds=args.seeds,
+        space=space, search=search, device=args.device,
+    )
+
+
+def _executor(address: str | None) -> Any:
+    if address is None:
+        return None
+    found = [ep for ep in metadata.entry_points(group=EXECUTOR_GROUP) if ep.name == "ray"]
+    if not found:
+        raise ConfigError("--ray needs the Ray layer (the `workers` package, entry point mlac_audit.executors:ray); "
+                          "it is not installed: run without --ray")
+    return found[0].load()(None if address == "auto" else address)
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from mlac.audit.protocol import plan_counts
+    from mlac.audit.runner import STUDIES_FILE, run_audit
+
+    request = build_request_from_args(args)
+    request.validate()
+    executor = _executor(args.ray)
+    console = Console(stderr=True, quiet=args.quiet)
+    counts = plan_counts(request)
+    console.print(f"[bold]audit[/bold] {counts['models']} models, {counts['studies']} searches, "
+                  f"at most {counts['max_trial_runs']} trial runs -> {args.out}")
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, disable=args.quiet) as bars:
+        stage = bars.add_task("preparing", total=None)
+        studies = bars.add_task("searches", total=counts["studies"], visible=False)
+
+        def progress(event: dict[str, Any]) -> None:
+            name = event.get("stage")
+            if name in ("prepare", "baselines", "report"):
+                what = event.get("building")
+                bars.update(stage, description=f"{name}: building {what}" if what else str(name))
+            elif name == "search":
+                bars.update(studies, visible=True, completed=event.get("studies_done", 0))
+                best = event.get("best_so_far")
+                label = f"{event.get('model')} {event.get('task')} n={event.get('n')} seed={event.get('seed')}"
+                bars.update(stage, description=f"search {label}" + (f" (last point {best:.3f})" if best is not None else ""))
+            elif name == "done":
+                bars.update(studies, completed=counts["studies"])
+                bars.update(stage, description="done", total=1, completed=1)
+
+        run_audit(request, args.out, progress=progress, executor=executor, storage_url=args.storage)
+    records = json.loads((args.out / STUDIES_FILE).read_text(encoding="utf-8"))
+    Console().print(curve_table(records))
+    console.print(f"report: {args.out / 'report.html'}")
+    return 0
+
+
+def curve_table(records: list[dict[str, Any]]) -> Any:
+    """A rich table: one row per model x task, one column per n, mean report accuracy over seeds (min-max)."""
+    from rich.table import Table
+
+    groups: dict[tuple[str, str], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        groups[(r["model"], r["task"])][int(r["n"])].append(float(r["report_accuracy"]))
+    sizes = sorted({int(r["n"]) for r in records})
+    table = Table(title="attacker accuracy on the report split (mean over seeds, min-max)")
+    table.add_column("model")
+    table.add_column("task")
+    for n in sizes:
+        table.add_column(f"n={n}", justify="right")
+    for (model, task), by_n in groups.items():
+        cells = [f"{mean(v):.3f} ({min(v):.2f}-{max(v):.2f})" if (v := by_n.get(n)) else "-" for n in sizes]
+        table.add_row(model, task, *cells)
+    return table
+
+
+def _report(args: argparse.Namespace) -> int:
+    from mlac.audit.report_html import rerender
+
+    rerender(args.dir)
+    print(f"re-rendered {args.dir}")
+    return 0
