@@ -1,0 +1,113 @@
+"""Audits through Ray: same curves as in-process, survive killed trial workers, cancel frees the CPUs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import ray
+from ray.util.state import list_tasks
+
+from mlac.audit.presets import build_request
+from mlac.audit.runner import run_audit
+from mlac.audit.search import InProcessExecutor
+from workers.jobs import JobRunner
+from workers.settings import RaySettings
+
+pytestmark = pytest.mark.ray
+
+
+class RecordingSink:
+    """Collects what a job reports."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.outcome: dict[str, Any] | None = None
+        self.done = threading.Event()
+
+    def event(self, job_id: str, event: dict[str, Any]) -> None:
+        self.events.append(event)
+
+    def finished(self, job_id: str, state: str, result_path: str | None, error: str | None) -> None:
+        self.outcome = {"state": state, "result_path": result_path, "error": error}
+        self.done.set()
+
+
+def _request(assets: dict[str, Path], **overrides: Any) -> dict[str, Any]:
+    req = build_request("smoke", dataset=str(assets["data"]), models=(str(assets["base"]),), **overrides)
+    return req.replace(search={**req.to_dict()["search"], "parallelism": 2}).to_dict()
+
+
+def _curves(result_dir: Path) -> list[tuple[str, str, int, float]]:
+    data = json.loads((result_dir / "result.json").read_text())
+    return sorted((c["model"], c["task"], int(c["n"]), round(float(c["mean"]), 6)) for c in data["curves"])
+
+
+def _runner(tmp_path: Path, **kw: Any) -> JobRunner:
+    return JobRunner(RaySettings(data_dir=tmp_path, max_concurrency=2, **kw), tmp_path / "artifacts", poll_s=0.3)
+
+
+def test_smoke_audit_on_ray_equals_in_process(ray_cluster, tiny_assets: dict[str, Path], tmp_path: Path) -> None:
+    request = _request(tiny_assets)
+    from mlac.audit.protocol import AuditRequest
+
+    run_audit(AuditRequest.from_dict(request), tmp_path / "local", executor=InProcessExecutor())
+    runner, sink = _runner(tmp_path), RecordingSink()
+    runner.submit("same-curves", "audit", {"request": request}, sink)
+    assert sink.done.wait(300), "the Ray audit did not finish"
+    assert sink.outcome is not None and sink.outcome["state"] == "SUCCEEDED", sink.outcome
+    assert _curves(Path(sink.outcome["result_path"])) == _curves(tmp_path / "local")
+    assert any(e.get("stage") == "search" for e in sink.events)
+
+
+def _running_trial_pids() -> list[int]:
+    tasks = list_tasks(filters=[("name", "=", "mlac-trial"), ("state", "=", "RUNNING")], raise_on_missing_output=False)
+    return [int(t.worker_pid) for t in tasks if getattr(t, "worker_pid", None)]
+
+
+def test_killed_trial_workers_are_retried(ray_cluster, tiny_assets: dict[str, Path], tmp_path: Path) -> None:
+    request = _request(tiny_assets, sizes=(20,), space={"lr_low": 1e-4, "lr_high": 1e-3, "steps_min": 60, "steps_max": 100,
+                                                        "steps_step": 20, "batch_sizes": [12], "kinds": ["full"]})
+    runner, sink = _runner(tmp_path, trial_max_retries=4), RecordingSink()
+    runner.submit("kill-trials", "audit", {"request": request}, sink)
+    killed: set[int] = set()
+    deadline = time.monotonic() + 240
+    while len(killed) < 3 and not sink.done.is_set() and time.monotonic() < deadline:
+        for pid in _running_trial_pids():
+            if pid not in killed and len(killed) < 3:
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+                time.sleep(1.0)
+        time.sleep(0.2)
+    assert len(killed) == 3, f"could only kill {len(killed)} trial workers"
+    assert sink.done.wait(400), "the audit did not finish after the kills"
+    assert sink.outcome is not None and sink.outcome["state"] == "SUCCEEDED", sink.outcome
+    data = json.loads((Path(sink.outcome["result_path"]) / "result.json").read_text())
+    assert len(data["curves"]) == 2  # 1 model x 2 tasks x 1 size
+    points = data["seed_points"]
+    assert len(points) == 4 and all(p["trials_run"] == 4 for p in points)
+
+
+def test_cancel_frees_the_cpus(ray_cluster, tiny_assets: dict[str, Path], tmp_path: Path) -> None:
+    request = _request(tiny_assets, space={"lr_low": 1e-4, "lr_high": 1e-3, "steps_min": 200, "steps_max": 400,
+                                           "steps_step": 100, "batch_sizes": [24], "kinds": ["full"]})
+    runner, sink = _runner(tmp_path), RecordingSink()
+    runner.submit("cancel-me", "audit", {"request": request}, sink)
+    deadline = time.monotonic() + 120
+    while not _running_trial_pids():
+        assert time.monotonic() < deadline, "no trial started"
+        time.sleep(0.2)
+    runner.cancel("cancel-me")
+    assert sink.done.wait(60)
+    assert sink.outcome is not None and sink.outcome["state"] == "CANCELLED", sink.outcome
+    deadline = time.monotonic() + 60
+    while ray.available_resources().get("CPU", 0) < 2:
+        assert time.monotonic() < deadline, f"CPUs not freed: {ray.available_resources()}"
+        time.sleep(0.5)
+    assert not _running_trial_pids()
