@@ -136,6 +136,26 @@ def study_record(result: StudyResult) -> dict[str, Any]:
     }
 
 
+def execute_audit(
+    request: AuditRequest,
+    out_dir: str | Path,
+    *,
+    progress: Progress | None = None,
+    should_stop: ShouldStop | None = None,
+    executor: TrialExecutor | None = None,
+    storage_url: str | None = None,
+) -> tuple[PreparedAudit, list[StudyResult]]:
+    """Validate, build baselines and run every search; writes ``studies.json`` (one record per seed point)."""
+    emit = progress or (lambda event: None)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    prepared = prepare(request, out, emit)
+    results = run_studies(prepared, storage_url or f"journal:{out / 'optuna.journal'}",
+                          executor if executor is not None else InProcessExecutor(), emit, should_stop)
+    (out / STUDIES_FILE).write_text(json.dumps([study_record(r) for r in results], indent=2, sort_keys=True), encoding="utf-8")
+    return prepared, results
+
+
 def run_audit(
     request: AuditRequest,
     out_dir: str | Path,
@@ -147,24 +167,20 @@ def run_audit(
 ) -> Any:
     """Run ``request`` into ``out_dir`` and write the report there; returns the :class:`AuditResult`.
 
-    ``progress`` receives dicts with ``stage`` (prepare, baselines, search, report) and, during the
+    ``progress`` receives dicts with ``stage`` (prepare, baselines, search, report, done) and, during the
     search, studies/trials done and total and the best report accuracy of the last finished search.
     ``should_stop`` is polled between trials; when it returns True a StoppedError is raised (run the
     same request into the same folder to resume).
     """
     emit = progress or (lambda event: None)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    prepared = prepare(request, out, emit)
-    results = run_studies(prepared, storage_url or f"journal:{out / 'optuna.journal'}",
-                          executor if executor is not None else InProcessExecutor(), emit, should_stop)
-    (out / STUDIES_FILE).write_text(json.dumps([study_record(r) for r in results], indent=2, sort_keys=True), encoding="utf-8")
+    prepared, results = execute_audit(request, out_dir, progress=emit, should_stop=should_stop, executor=executor,
+                                      storage_url=storage_url)
     emit({"stage": "report"})
     result = assemble_result(prepared, results, wall_s=time.monotonic() - started)
     from mlac.audit.report_html import write_report
 
-    write_report(result, out)
+    write_report(result, Path(out_dir))
     emit({"stage": "done", "studies_done": len(results), "studies_total": len(results)})
     return result
 
