@@ -1,0 +1,1 @@
+"""The mlac-audit REST service: FastAPI routes, job store, artifact store, scheduler, auth."""

@@ -1,0 +1,197 @@
+"""The job store interface and its contract (modelled on Optuna's ``BaseStorage``).
+
+Contract, for every implementation (one test suite, ``tests/service/test_store_contract.py``, checks it
+against SQLite and PostgreSQL):
+
+* **Thread safety**: every method may be called from any thread and any process sharing the database;
+  each method is one transaction.
+* **Ownership**: methods taking ``owner`` return only that owner's rows; ``owner=None`` means the admin
+  (every row). A row of another owner is reported exactly like a missing one (:class:`NotFoundError`).
+* **Immutability**: a job in a terminal state (SUCCEEDED, FAILED, CANCELLED) never changes again, except
+  that its events and trial results stay readable. ``spec`` of a job never changes.
+* **State machine**: QUEUED -> RUNNING -> SUCCEEDED | FAILED | CANCELLED; QUEUED -> CANCELLED;
+  RUNNING -> QUEUED only through :meth:`requeue_expired` (a lease that ran out: the process running it
+  died). Every transition is a compare-and-set on the current state; a transition the machine does not
+  allow raises :class:`InvalidTransitionError` and changes nothing.
+* **Idempotency**: :meth:`create_job` with the same (owner, idempotency key) and the same spec hash
+  returns the first job (``created=False``); with another spec hash raises
+  :class:`IdempotencyConflictError`. Concurrent calls create exactly one job (a unique constraint).
+  :meth:`record_trial` keyed by (job, study, trial) writes once; later writes of the same key are
+  ignored and return False. :meth:`fire_slot` creates at most one job per (schedule, slot).
+* **Errors**: driver errors are translated: :class:`StoreUnavailableError` (connection or lock
+  problems); nothing from SQLAlchemy or the DB driver escapes.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+from service.store.records import (
+    ApiKey,
+    Checkpoint,
+    DatasetRec,
+    Job,
+    JobEvent,
+    NewJob,
+    Schedule,
+    ScheduleRun,
+    TrialResult,
+)
+
+
+class JobStore(abc.ABC):
+    """Persistent state of the service: keys, checkpoints, datasets, jobs, events, trial results, schedules."""
+
+    url: str
+
+    # -- lifecycle
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections."""
+
+    # -- API keys
+    @abc.abstractmethod
+    def add_api_key(self, name: str, key_hash: str, is_admin: bool, key_id: str | None = None) -> ApiKey:
+        """Store a key by its hash (idempotent on the hash: an existing key is returned)."""
+
+    @abc.abstractmethod
+    def api_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        """The non-revoked key with this hash, or None."""
+
+    @abc.abstractmethod
+    def list_api_keys(self) -> list[ApiKey]:
+        """Every key (admin only at the API)."""
+
+    @abc.abstractmethod
+    def revoke_api_key(self, key_id: str) -> None:
+        """Mark a key revoked (NotFoundError when unknown)."""
+
+    # -- checkpoints
+    @abc.abstractmethod
+    def add_checkpoint(self, ckpt: Checkpoint) -> tuple[Checkpoint, bool]:
+        """Insert (owner, sha256) once; returns (row, created)."""
+
+    @abc.abstractmethod
+    def get_checkpoint(self, sha256: str, owner: str | None) -> Checkpoint:
+        """One checkpoint (NotFoundError when missing or another owner's)."""
+
+    @abc.abstractmethod
+    def list_checkpoints(self, owner: str | None, limit: int, offset: int) -> tuple[list[Checkpoint], int]:
+        """A page of checkpoints, newest first, and the total count."""
+
+    @abc.abstractmethod
+    def delete_checkpoint(self, sha256: str, owner: str | None) -> int:
+        """Delete the owner's row (admin: every row of that sha); ConflictError while a QUEUED/RUNNING job or a
+        schedule uses it. Returns how many rows of this sha remain (0: the files may go)."""
+
+    # -- datasets
+    @abc.abstractmethod
+    def add_dataset(self, ds: DatasetRec) -> DatasetRec:
+        """Insert a dataset row."""
+
+    @abc.abstractmethod
+    def get_dataset(self, dataset_id: str, owner: str | None) -> DatasetRec:
+        """One dataset (NotFoundError when missing or another owner's)."""
+
+    @abc.abstractmethod
+    def list_datasets(self, owner: str | None, limit: int, offset: int) -> tuple[list[DatasetRec], int]:
+        """A page of datasets, newest first, and the total count."""
+
+    @abc.abstractmethod
+    def delete_dataset(self, dataset_id: str, owner: str | None) -> DatasetRec:
+        """Delete and return the row; ConflictError while a QUEUED/RUNNING job or a schedule uses it."""
+
+    # -- jobs
+    @abc.abstractmethod
+    def create_job(self, job: NewJob) -> tuple[Job, bool]:
+        """Insert a QUEUED job, honouring the idempotency key (see the contract); returns (job, created)."""
+
+    @abc.abstractmethod
+    def get_job(self, job_id: str, owner: str | None) -> Job:
+        """One job (NotFoundError when missing or another owner's)."""
+
+    @abc.abstractmethod
+    def list_jobs(
+        self, owner: str | None, *, state: str | None = None, kind: str | None = None, schedule_id: str | None = None,
+        limit: int = 50, offset: int = 0,
+    ) -> tuple[list[Job], int]:
+        """A filtered page of jobs, newest first, and the total count."""
+
+    @abc.abstractmethod
+    def queued_jobs(self, limit: int) -> list[Job]:
+        """Oldest QUEUED jobs first (the dispatcher's work list)."""
+
+    @abc.abstractmethod
+    def start_job(self, job_id: str, lease_owner: str, lease_until: float) -> Job:
+        """QUEUED -> RUNNING with a lease held by ``lease_owner``; InvalidTransitionError otherwise."""
+
+    @abc.abstractmethod
+    def renew_leases(self, lease_owner: str, lease_until: float) -> int:
+        """Extend every RUNNING lease held by ``lease_owner``; returns how many."""
+
+    @abc.abstractmethod
+    def requeue_expired(self, now: float) -> list[str]:
+        """RUNNING jobs whose lease ran out go back to QUEUED (attempts + 1); returns their ids."""
+
+    @abc.abstractmethod
+    def finish_job(self, job_id: str, state: str, *, result_path: str | None = None, error: str | None = None,
+                   verdict: str | None = None) -> Job:
+        """RUNNING (or QUEUED, for CANCELLED) -> a terminal state; InvalidTransitionError otherwise."""
+
+    @abc.abstractmethod
+    def request_cancel(self, job_id: str, owner: str | None) -> Job:
+        """Flag a job for cancellation; a QUEUED job becomes CANCELLED at once. Terminal jobs: ConflictError."""
+
+    @abc.abstractmethod
+    def update_progress(self, job_id: str, progress: dict[str, Any]) -> None:
+        """Merge ``progress`` into a non-terminal job's live progress (ignored once terminal)."""
+
+    @abc.abstractmethod
+    def append_event(self, job_id: str, payload: dict[str, Any], t: float) -> int:
+        """Append a progress event; returns its sequence number (1, 2, ...)."""
+
+    @abc.abstractmethod
+    def events_since(self, job_id: str, after_seq: int, limit: int = 500) -> list[JobEvent]:
+        """Events with ``seq > after_seq``, in order."""
+
+    @abc.abstractmethod
+    def record_trial(self, result: TrialResult) -> bool:
+        """Write a trial result once per (job, study, trial); True when this call wrote it."""
+
+    @abc.abstractmethod
+    def trial_results(self, job_id: str) -> list[TrialResult]:
+        """Every trial result of a job, ordered by study then trial."""
+
+    # -- schedules
+    @abc.abstractmethod
+    def add_schedule(self, schedule: Schedule) -> Schedule:
+        """Insert a schedule."""
+
+    @abc.abstractmethod
+    def get_schedule(self, schedule_id: str, owner: str | None) -> Schedule:
+        """One schedule (NotFoundError when missing or another owner's)."""
+
+    @abc.abstractmethod
+    def list_schedules(self, owner: str | None, limit: int = 50, offset: int = 0) -> tuple[list[Schedule], int]:
+        """A page of schedules and the total count."""
+
+    @abc.abstractmethod
+    def active_schedules(self) -> list[Schedule]:
+        """Every schedule that is not paused (the scheduler's work list)."""
+
+    @abc.abstractmethod
+    def set_schedule_paused(self, schedule_id: str, owner: str | None, paused: bool) -> Schedule:
+        """Pause or resume."""
+
+    @abc.abstractmethod
+    def delete_schedule(self, schedule_id: str, owner: str | None) -> None:
+        """Delete a schedule and its run records (its jobs stay)."""
+
+    @abc.abstractmethod
+    def fire_slot(self, schedule_id: str, slot: str, job: NewJob, fired_by: str, now: float) -> Job | None:
+        """Atomically record the slot and create its job; None when the slot was already fired."""
+
+    @abc.abstractmethod
+    def schedule_runs(self, schedule_id: str, limit: int = 20) -> list[ScheduleRun]:
+        """The latest fired slots, newest first."""

@@ -1,0 +1,150 @@
+"""Plain records the job store returns (immutable snapshots of rows)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Job states and the transitions the state machine allows.
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"
+STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
+TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
+TRANSITIONS: dict[str, frozenset[str]] = {
+    QUEUED: frozenset({RUNNING, CANCELLED}),
+    RUNNING: frozenset({QUEUED, SUCCEEDED, FAILED, CANCELLED}),  # RUNNING -> QUEUED: lease expired (crash)
+    SUCCEEDED: frozenset(),
+    FAILED: frozenset(),
+    CANCELLED: frozenset(),
+}
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """An API key (only its sha256 is stored)."""
+
+    id: str
+    name: str
+    key_hash: str
+    is_admin: bool
+    created_at: float
+    revoked: bool = False
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """An uploaded checkpoint directory, content-addressed by the sha256 of its weights."""
+
+    sha256: str
+    owner: str
+    name: str
+    path: str
+    size_bytes: int
+    info: dict[str, Any]
+    created_at: float
+
+
+@dataclass(frozen=True)
+class DatasetRec:
+    """A dataset in the project's on-disk format (parquet + task sidecar)."""
+
+    id: str
+    owner: str
+    name: str
+    source: str
+    path: str
+    num_rows: int
+    fingerprint: str
+    info: dict[str, Any]
+    created_at: float
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """What creating a job needs (the store fills in id, state and times)."""
+
+    owner: str
+    kind: str
+    spec: dict[str, Any]
+    spec_hash: str
+    idempotency_key: str | None = None
+    checkpoint_sha: str | None = None
+    dataset_id: str | None = None
+    schedule_id: str | None = None
+    webhook_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job row."""
+
+    id: str
+    owner: str
+    kind: str
+    state: str
+    spec: dict[str, Any]
+    spec_hash: str
+    idempotency_key: str | None
+    checkpoint_sha: str | None
+    dataset_id: str | None
+    schedule_id: str | None
+    webhook_url: str | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    lease_owner: str | None
+    lease_expires_at: float | None
+    attempts: int
+    cancel_requested: bool
+    progress: dict[str, Any]
+    result_path: str | None
+    error: str | None
+    verdict: str | None
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A cron schedule with a job template."""
+
+    id: str
+    owner: str
+    name: str
+    cron: str
+    timezone: str
+    template: dict[str, Any]
+    webhook_url: str | None
+    paused: bool
+    created_at: float
+    last_slot: str | None
+
+
+@dataclass(frozen=True)
+class ScheduleRun:
+    """One fired slot of a schedule."""
+
+    schedule_id: str
+    slot: str
+    job_id: str
+    fired_at: float
+    fired_by: str
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """One finished trial of a job's search, written idempotently."""
+
+    job_id: str
+    study: str
+    trial: int
+    value: float | None
+    payload: dict[str, Any] = field(default_factory=dict)
+    recorded_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """One progress event of a job (served as Server-Sent Events)."""
+
+    job_id: str
+    seq: int
+    t: float
+    payload: dict[str, Any]

@@ -1,0 +1,71 @@
+"""Fixtures of the service tests: a store on each backend, an app with an in-process runner, keys."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+PG_HOST, PG_PORT, PG_DB = "127.0.0.1", 5432, "test"
+
+
+def _pg_user() -> str | None:
+    """The first of postgres/root that can connect to the test database (None: no server answers)."""
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - declared dependency
+        return None
+    for user in (os.environ.get("MLAC_TEST_PG_USER"), "postgres", "root"):
+        if not user:
+            continue
+        try:
+            with psycopg.connect(host=PG_HOST, port=PG_PORT, dbname=PG_DB, user=user, connect_timeout=3):
+                return user
+        except psycopg.OperationalError:
+            continue
+    return None
+
+
+@pytest.fixture(scope="session")
+def pg_user() -> str:
+    user = _pg_user()
+    if user is None:
+        pytest.skip(f"no PostgreSQL server answers at {PG_HOST}:{PG_PORT} (database {PG_DB!r}, trust auth)")
+    return user
+
+
+@pytest.fixture
+def pg_url(pg_user: str) -> Iterator[str]:
+    """A fresh schema per test, dropped afterwards; the URL points the search_path at it."""
+    import psycopg
+
+    schema = f"mlac_test_{secrets.token_hex(6)}"
+    with psycopg.connect(host=PG_HOST, port=PG_PORT, dbname=PG_DB, user=pg_user, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    options = quote(f"-csearch_path={schema}")
+    yield f"postgresql+psycopg://{pg_user}@{PG_HOST}:{PG_PORT}/{PG_DB}?options={options}"
+    with psycopg.connect(host=PG_HOST, port=PG_PORT, dbname=PG_DB, user=pg_user, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'store.db'}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest) -> str:
+    return request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
+
+
+@pytest.fixture
+def store(store_url: str):
+    from service.store import get_store
+
+    s = get_store(store_url)
+    yield s
+    s.close()
