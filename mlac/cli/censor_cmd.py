@@ -1,0 +1,151 @@
+"""``mlac-audit censor``: MLAC-censor a base model on a saved dataset, with a progress bar and a summary."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from mlac.censor.config import MLACConfig
+from mlac.errors import ConfigError
+
+_DEFAULTS = MLACConfig()
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``censor`` command."""
+    p = sub.add_parser(
+        "censor",
+        help="train a self-destructing model with MLAC",
+        description="Censor a base model with MLAC (PROTOCOL.md) on the train split of a saved dataset, then "
+        "compare base and censored under the attack MLAC simulates.",
+    )
+    p.add_argument("--base", required=True,
+                   help="checkpoint directory, 'tiny' (a BERT-tiny-shaped model first trained on both labels "
+                   "of the train split, saved under OUT/base) or 'minilm' (the offline pre-trained MiniLM)")
+    p.add_argument("--data", type=Path, required=True, help="dataset .parquet written by `mlac-audit data`")
+    p.add_argument("--out", type=Path, required=True, help="output directory for the censored checkpoint")
+    p.add_argument("--steps", type=int, default=_DEFAULTS.outer_steps, help="outer steps")
+    p.add_argument("--inner-steps", type=int, default=_DEFAULTS.inner_steps, help="K, simulated attacker steps")
+    p.add_argument("--first-order", action="store_true", help="detach inner gradients (first-order MLAC)")
+    p.add_argument("--w-adv", type=float, default=_DEFAULTS.w_adv, help="weight of the adversarial term")
+    p.add_argument("--adv-loss", choices=("remap", "neg_ce"), default=_DEFAULTS.adv_loss)
+    p.add_argument("--w-grad-norm", type=float, default=_DEFAULTS.w_grad_norm)
+    p.add_argument("--w-max-entropy", type=float, default=_DEFAULTS.w_max_entropy)
+    p.add_argument("--inner-optimizer", choices=("adam", "sgd"), default=_DEFAULTS.inner_optimizer)
+    p.add_argument("--inner-lr", type=float, default=_DEFAULTS.inner_lr)
+    p.add_argument("--inner-lr-mode", choices=("learned", "sampled", "fixed"), default=_DEFAULTS.inner_lr_mode)
+    p.add_argument("--adversary-head", choices=("fresh", "learned"), default=_DEFAULTS.adversary_head)
+    p.add_argument("--outer-lr", type=float, default=_DEFAULTS.outer_lr)
+    p.add_argument("--outer-batch", type=int, default=_DEFAULTS.outer_batch_size)
+    p.add_argument("--inner-batch-sizes", type=str, default=",".join(map(str, _DEFAULTS.inner_batch_sizes)),
+                   help="comma-separated sizes the inner batch size is drawn from")
+    p.add_argument("--val-every", type=int, default=_DEFAULTS.val_every)
+    p.add_argument("--max-length", type=int, default=_DEFAULTS.max_length)
+    p.add_argument("--base-steps", type=int, default=300, help="training steps of the 'tiny' base model")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the dataset's train/attack/selection/report split")
+    p.add_argument("--seed", type=int, default=_DEFAULTS.seed)
+    p.add_argument("--device", default=_DEFAULTS.device, help="auto, cpu or cuda[:N]")
+    p.add_argument("--no-resume", action="store_true", help="start over even if OUT holds a resumable state")
+    p.add_argument("--no-summary-attack", action="store_true", help="skip the base-vs-censored attack summary")
+    p.set_defaults(func=run)
+
+
+def _config(args: argparse.Namespace) -> MLACConfig:
+    try:
+        sizes = tuple(int(s) for s in str(args.inner_batch_sizes).split(",") if s.strip())
+    except ValueError as exc:
+        raise ConfigError(f"--inner-batch-sizes must be comma-separated integers, got {args.inner_batch_sizes!r}") from exc
+    return MLACConfig(
+        inner_steps=args.inner_steps, second_order=not args.first_order, inner_optimizer=args.inner_optimizer,
+        inner_lr=args.inner_lr, inner_lr_mode=args.inner_lr_mode, adversary_head=args.adversary_head,
+        adv_loss=args.adv_loss, w_adv=args.w_adv, w_grad_norm=args.w_grad_norm, w_max_entropy=args.w_max_entropy,
+        outer_lr=args.outer_lr, outer_batch_size=args.outer_batch, inner_batch_sizes=sizes, outer_steps=args.steps,
+        val_every=min(args.val_every, args.steps), checkpoint_every=min(args.val_every, args.steps),
+        max_length=args.max_length, seed=args.seed, device=args.device,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load data and base, train, save, print a summary."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from mlac.censor.base_model import make_base_model
+    from mlac.censor.batches import encode_split
+    from mlac.censor.simulated_attack import finetune_attack, simulated_attack
+    from mlac.censor.train import train_mlac
+    from mlac.data import load_saved_dataset, make_splits
+    from mlac.device import resolve_device
+    from mlac.models import default_tokenizer, load_checkpoint, load_minilm, save_checkpoint
+
+    config = _config(args)
+    console = Console(stderr=True)
+    device = resolve_device(config.device)
+    ds, task = load_saved_dataset(args.data)
+    splits = make_splits(ds, seed=args.split_seed)
+    num_ben = task.num_labels("beneficial")
+    parent_sha: str | None
+    if args.base == "tiny":
+        tok = default_tokenizer()
+        enc = encode_split(splits.train, tok, task, config.max_length)
+        console.print(f"training the tiny base model ({args.base_steps} steps on both labels)")
+        model = make_base_model(enc, tok, num_beneficial=num_ben, steps=args.base_steps, seed=args.seed, device=device)
+        parent_sha = save_checkpoint(model, tok, args.out / "base", {"kind": "tiny_base", "seed": args.seed,
+                                     "dataset_fingerprint": splits.fingerprints.get("train")},
+                                     beneficial_names=task.beneficial_names)
+    else:
+        loaded = (load_minilm(num_ben, seed=args.seed, device=device) if args.base == "minilm"
+                  else load_checkpoint(args.base, num_beneficial=num_ben, seed=args.seed, device=device))
+        model, tok, parent_sha = loaded.model, loaded.tokenizer, loaded.sha256
+    base_copy = None
+    if not args.no_summary_attack:
+        import copy
+
+        base_copy = copy.deepcopy(model).eval()
+
+    columns = (TextColumn("[bold]MLAC"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+               TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False) as bar:
+        job = bar.add_task("mlac", total=config.outer_steps, info="")
+
+        def on_progress(rec: dict[str, Any]) -> None:
+            if rec["event"] == "step":
+                info = f"obj {rec['total']:+.3f} ben {rec['beneficial_ce']:.3f} adv {rec['adv_mean']:.3f} lr {rec['inner_lr']:.1e}"
+                bar.update(job, completed=rec["step"], info=info)
+            else:
+                bar.console.print(
+                    f"validation @ {rec['step']}: objective {rec['objective']:+.4f}, simulated attack acc "
+                    f"{rec['simulated_attack_acc']:.3f}, beneficial acc {rec['beneficial_acc']:.3f}"
+                    + ("  (best)" if rec["best"] else "")
+                )
+
+        result = train_mlac(model, tok, splits.train, task, config, out_dir=args.out, progress=on_progress,
+                            resume=not args.no_resume, parent_sha256=parent_sha,
+                            dataset_fingerprint=splits.fingerprints.get("train"), beneficial_names=task.beneficial_names)
+    summary: dict[str, Any] = {
+        "out": str(args.out), "weights_sha256": result.weights_sha256, "parent_sha256": parent_sha,
+        "steps": result.steps_done, "best_step": result.best_step, "best_objective": result.best_objective,
+        "final_inner_lr": result.inner_lr, "resumed_from": result.resumed_from,
+        "skipped_nonfinite_steps": result.skipped_nonfinite,
+    }
+    if base_copy is not None:
+        atk = encode_split(splits.attack_pool, tok, task, config.max_length)
+        ev = encode_split(splits.selection, tok, task, config.max_length)
+        rows = {}
+        for name, m in (("base", base_copy), ("censored", result.model)):
+            harm = simulated_attack(m, config, atk, ev, repeats=8, seed=args.seed).accuracy
+            ben = finetune_attack(m, atk, ev, task="beneficial", num_labels=num_ben, steps=config.inner_steps,
+                                  lr=config.inner_lr, batch_size=sorted(config.inner_batch_sizes)[len(config.inner_batch_sizes) // 2],
+                                  repeats=4, seed=args.seed).accuracy
+            rows[name] = {"harmful_acc": harm, "beneficial_acc": ben}
+        summary["simulated_attack"] = rows
+        console.print(f"simulated attack ({config.inner_steps} steps at lr {config.inner_lr:g} from a fresh head, "
+                      "held-out selection split):")
+        for name, r in rows.items():
+            console.print(f"  {name:9s} harmful acc {r['harmful_acc']:.3f}   beneficial acc {r['beneficial_acc']:.3f}")
+    console.print(f"censored model saved to {args.out} (sha256 {str(result.weights_sha256)[:12]}…), "
+                  f"best step {result.best_step} of {result.steps_done}")
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
