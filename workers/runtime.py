@@ -3,7 +3,13 @@
 One function, :func:`init_ray`, is used by the service, the CLI and the tests. In the embedded default
 it starts a local Ray whose dashboard listens on 127.0.0.1, whose temp dir lives under the project's
 data directory, and whose token authentication (Ray 2.60's default) stays on: a token is generated
-once into ``<data_dir>/ray/auth_token`` and handed to Ray through ``RAY_AUTH_TOKEN_PATH``. Joining an
+once into ``<data_dir>/ray/auth_token`` and handed to Ray through ``RAY_AUTH_TOKEN_PATH``.
+
+Loopback only: Ray turns a node IP of 127.0.0.1 into the machine's routable address unless
+``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` is false (its switch for single-machine clusters); with it off the
+node IP stays 127.0.0.1, and then the GCS, raylet, agents and workers all bind loopback instead of
+every interface. Ray reads that switch at import, so :func:`init_ray` sets it for the processes it
+starts and mirrors it into this process's copy. Joining an
 existing cluster (``RAY_ADDRESS``) uses whatever token that cluster was given (``RAY_AUTH_TOKEN_PATH``
 or ``RAY_AUTH_TOKEN``), which :func:`auth_headers` then reads.
 """
@@ -78,6 +84,7 @@ def init_ray(settings: RaySettings) -> RayHandle:
         return RayHandle(_dashboard_url(), settings.address, token_path, started_locally=False)
     ray_dir = (settings.data_dir / "ray").resolve()
     token_path = ensure_token(ray_dir)
+    _single_machine_loopback()
     os.environ["RAY_AUTH_MODE"] = "token"
     os.environ["RAY_AUTH_TOKEN_PATH"] = str(token_path)
     _refresh_ray_auth_config()
@@ -115,6 +122,14 @@ def short_temp_dir(wanted: Path) -> Path:
     if not link.is_symlink():
         link.symlink_to(wanted, target_is_directory=True)
     return link
+
+
+def _single_machine_loopback() -> None:
+    """Keep the embedded node's IP at 127.0.0.1 (see the module docstring) so nothing binds 0.0.0.0."""
+    from ray._private import ray_constants
+
+    os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 def _refresh_ray_auth_config() -> None:

@@ -33,38 +33,30 @@ def test_token_file_is_private(ray_cluster) -> None:
     assert len(ray_cluster.token()) >= 32
 
 
+LOOPBACK = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
+
+
 def _ray_listeners() -> set[tuple[str, str, int]]:
-    temp = str(ray_cluster_temp())
+    """(process name, address, port) of every listening socket of this driver and the Ray processes it started."""
+    me = psutil.Process()
     found = set()
-    for proc in psutil.process_iter(["name", "cmdline"]):
+    for proc in [me, *me.children(recursive=True)]:
         try:
-            cmd = " ".join(proc.info["cmdline"] or [])
-            if temp not in cmd:
-                continue
             for conn in proc.net_connections(kind="inet"):
                 if conn.status == psutil.CONN_LISTEN:
-                    found.add((proc.info["name"], conn.laddr.ip, conn.laddr.port))
+                    found.add((proc.name(), conn.laddr.ip, conn.laddr.port))
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     return found
 
 
-def ray_cluster_temp() -> str:
-    from ray._private.worker import global_worker
-
-    return global_worker.node.get_temp_dir_path()
-
-
-def test_dashboard_listens_on_loopback_only(ray_cluster) -> None:
-    """The dashboard (the HTTP surface people use) is bound to 127.0.0.1 alone.
-
-    Ray 2.60's own gRPC servers (GCS, raylet, core workers) and its internal metrics endpoints bind
-    every interface whatever node IP is given; they check the token. README "Security" says so and
-    how to fence them (host firewall / private network); this test pins what we control.
-    """
-    listeners = _ray_listeners()
-    assert listeners, "found no Ray process listening"
-    dash_port = int(ray_cluster.dashboard_url.rsplit(":", 1)[1])
-    on_dash_port = {ip for _, ip, port in listeners if port == dash_port}
-    assert on_dash_port == {"127.0.0.1"}
+def test_no_ray_port_listens_beyond_loopback(ray_cluster) -> None:
+    """GCS, raylet, dashboard, agents, workers and this driver: every listening socket is on loopback."""
     assert ray.is_initialized()
+    listeners = _ray_listeners()
+    names = {name for name, _, _ in listeners}
+    assert {"gcs_server", "raylet"} <= names, f"expected Ray's servers among {names}"
+    exposed = {entry for entry in listeners if entry[1] not in LOOPBACK}
+    assert not exposed, f"Ray listens beyond loopback: {sorted(exposed)}"
+    dash_port = int(ray_cluster.dashboard_url.rsplit(":", 1)[1])
+    assert any(port == dash_port for _, _, port in listeners)
