@@ -1,4 +1,11 @@
-"""The audit card: one self-contained HTML file (figures embedded), plus ``write_report`` / ``rerender``."""
+"""The audit card (one self-contained HTML file), and :func:`write_report` / :func:`rerender`.
+
+The card has the verdict and its reasons, the figures (embedded as base64 ``data:`` URIs: no external
+asset, no script), the curves with both intervals, per-seed values and best hyperparameters, the
+derived metrics, the attack-budget summary, provenance, caveats and the full request. Every string
+that comes from the user or the data (model labels, paths, request values) goes through
+:func:`html.escape`.
+"""
 
 from __future__ import annotations
 
@@ -10,98 +17,211 @@ from typing import Any
 
 from mlac.audit.figures import plot_attack_budget, plot_curves
 from mlac.audit.result_schema import AuditResult
+from mlac.errors import DataError
 
 RESULT_FILE = "result.json"
+FIGURES = {"curves": "curves.png", "attack_budget": "attack_budget.png"}
+REPORT_FILE = "report.html"
 CAVEATS = (
-    "Accuracies are measured on the report split, which neither censoring, baseline training nor the "
-    "attacker's hyperparameter search ever saw (the search is scored on a separate selection split).",
-    "Intervals are over attacker seeds only: each seed changes the attacker's training subset and search.",
-    "An attacker with more data, compute or a different attack family than searched here may do better.",
+    "Accuracies are measured on the report split, which was never seen by censoring, baseline training or "
+    "the attacker's hyperparameter search (the search is scored on a separate selection split).",
+    "Intervals are over attacker seeds only: each seed changes the attacker's training subset and search RNG. "
+    "With one seed the intervals are degenerate (a single value).",
+    "The data-cost multiplier is read off the audited curve between the measured sizes; beyond them only "
+    "a bound is known (shown as '> x' or '<= x').",
+    "An attacker with more data, compute or an attack family not searched here may do better: the curves "
+    "are what this search budget found, an upper bound on the protection.",
 )
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;color:#1f2328}
+table{border-collapse:collapse;font-size:13px;margin:.5em 0 1em}td,th{border:1px solid #d0d7de;padding:3px 7px;
+text-align:left;vertical-align:top}th{background:#f6f8fa}.num{text-align:right;font-variant-numeric:tabular-nums}
+.verdict{font-size:1.7em;font-weight:bold}.PASS{color:#1a7f37}.FAIL{color:#cf222e}.INCONCLUSIVE{color:#9a6700}
+.ok{color:#1a7f37}.bad{color:#cf222e;font-weight:bold}.na{color:#9a6700}
+pre{background:#f6f8fa;padding:1em;overflow:auto;font-size:12px}img{max-width:100%;border:1px solid #eee}
+code{font-size:12px;word-break:break-all}"""
 
 
-def _img(path: Path) -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img alt="{escape(path.stem)}" src="data:image/png;base64,{data}" style="max-width:100%">'
+def _f(x: Any, digits: int = 3) -> str:
+    """A number for a table cell; None as an en dash; anything else escaped."""
+    if x is None:
+        return "–"
+    if isinstance(x, bool):
+        return escape(str(x))
+    if isinstance(x, float):
+        return f"{x:.{digits}f}" if abs(x) < 1e5 else f"{x:.3g}"
+    return escape(str(x))
 
 
-def _fmt(x: Any) -> str:
-    return f"{x:.3f}" if isinstance(x, float) else escape(str(x))
+def _table(headers: list[str], rows: list[list[str]], table_id: str | None = None) -> str:
+    """An HTML table; ``headers`` are escaped here, cells must already be safe HTML."""
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    attr = f' id="{escape(table_id)}"' if table_id else ""
+    return f"<table{attr}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _curve_table(result: AuditResult) -> str:
-    rows = "".join(
-        f"<tr><td>{escape(c.model)}</td><td>{escape(c.task)}</td><td>{c.n}</td><td>{c.mean:.3f}</td>"
-        f"<td>[{c.ci_bootstrap[0]:.3f}, {c.ci_bootstrap[1]:.3f}]</td><td>[{c.ci_t[0]:.3f}, {c.ci_t[1]:.3f}]</td>"
-        f"<td>{escape(', '.join(f'{v:.3f}' for v in c.per_seed))}</td><td>{c.trials_run}</td>"
-        f"<td>{c.attacker_wall_s:.1f}</td></tr>"
-        for c in result.curves
-    )
-    return ("<table><tr><th>model</th><th>task</th><th>n</th><th>mean</th><th>95% bootstrap CI</th>"
-            "<th>95% t-interval</th><th>per seed</th><th>trials</th><th>attacker s</th></tr>" + rows + "</table>")
+def _img(name: str, path: Path) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return f'<figure><img alt="{escape(name)}" src="data:image/png;base64,{data}"></figure>'
 
 
-def _derived_table(result: AuditResult) -> str:
-    parts = []
-    for model, entry in (result.derived or {}).get("models", {}).items():
-        items = []
-        for row in entry.get("data_cost_multiplier", []):
-            items.append(f"<li>data-cost multiplier at n={row['n']} (base reaches {row['base_accuracy']:.3f}): "
-                         f"{escape(row['display'])}</li>")
-        auc = entry.get("harmful_auc")
-        if auc:
-            items.append(f"<li>harmful AUC ratio to random: {_fmt(auc.get('ratio_to_random'))}; "
-                         f"normalised (0 = random, 1 = base): {_fmt(auc.get('normalised'))}</li>")
-        for row in entry.get("beneficial_drop_vs_base", []):
-            items.append(f"<li>beneficial drop vs base at n={row['n']}: {row['drop']:+.3f}</li>")
-        parts.append(f"<h3>{escape(model)}</h3><ul>{''.join(items) or '<li>needs the base/random baselines</li>'}</ul>")
-    return "".join(parts)
+def _params(params: dict[str, Any]) -> str:
+    return escape(", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(params.items())))
 
 
-def render_audit_card(result: AuditResult, figures: dict[str, Path], out_path: Path) -> Path:
-    """Write the HTML audit card; every user-provided string is escaped, every figure embedded."""
+def _verdict_section(result: AuditResult) -> str:
     verdict = result.verdict
     status = verdict.status if verdict else "INCONCLUSIVE"
-    reasons = "".join(f"<li>{escape(r)}</li>" for r in (verdict.reasons if verdict else []))
-    prov = escape(json.dumps(result.provenance, indent=2, sort_keys=True, default=str))
+    rows = []
+    for r in verdict.reasons if verdict else []:
+        cls, word = {True: ("ok", "ok"), False: ("bad", "FAIL"), None: ("na", "not checked")}[r.passed]
+        rows.append([escape(r.model), escape(r.check), _f(r.n), _f(r.value), _f(r.reference), _f(r.limit),
+                     f'<span class="{cls}">{word}</span>', escape(r.message)])
+    policy = escape(json.dumps(result.policy.to_dict(), sort_keys=True))
+    return (f'<p class="verdict {escape(status)}" id="verdict">Verdict: {escape(status)}</p>'
+            f"<p>Policy: <code>{policy}</code></p>"
+            + _table(["model", "check", "n", "value", "reference", "limit", "result", "reason"], rows, "reasons"))
+
+
+def _curves_section(result: AuditResult) -> str:
+    rows = []
+    for c in result.curves:
+        per_seed = ", ".join(f"s{s}: {v:.3f}" for s, v in zip(c.seeds, c.per_seed, strict=False))
+        params = "<br>".join(f"s{s}: {_params(p)}" for s, p in zip(c.seeds, c.best_params, strict=False))
+        rows.append([escape(c.model), escape(c.task), _f(c.n), f'<span class="num">{c.mean:.3f}</span>',
+                     f"[{c.ci_bootstrap[0]:.3f}, {c.ci_bootstrap[1]:.3f}]", f"[{c.ci_t[0]:.3f}, {c.ci_t[1]:.3f}]",
+                     escape(per_seed), _f(c.selection_mean), _f(c.trials_run),
+                     _f(c.attacker_wall_s, 1), f"{c.attacker_flops:.3g}", params])
+    return _table(["model", "task", "n", "mean", "95% bootstrap CI", "95% t-interval", "per seed",
+                   "selection mean (optimistic)", "trials", "attacker s", "attacker FLOPs",
+                   "best hyperparameters per seed"], rows, "curves")
+
+
+def _derived_section(result: AuditResult) -> str:
+    derived = result.derived or {}
+    parts = []
+    for model, entry in derived.get("models", {}).items():
+        rows = []
+        for r in entry.get("data_cost_multiplier", []):
+            rows.append(["data-cost multiplier", _f(r["n"]), f"base reaches {r['base_accuracy']:.3f}",
+                         escape(str(r.get("display", "")))])
+        auc = entry.get("harmful_auc")
+        if auc:
+            sizes = ", ".join(str(n) for n in auc.get("sizes", []))
+            rows.append(["harmful AUC / random AUC (1 = as hard as random)", escape(sizes),
+                         f"AUC {_f(auc.get('auc'))} vs random {_f(auc.get('auc_random'))}",
+                         _f(auc.get("ratio_to_random"))])
+            rows.append(["harmful AUC normalised (0 = random, 1 = base)", escape(sizes),
+                         f"base AUC {_f(auc.get('auc_base'))}", _f(auc.get("normalised"))])
+        for r in entry.get("beneficial_drop_vs_base", []):
+            rows.append(["beneficial drop vs base", _f(r["n"]), f"base {r['base']:.3f}, model {r['model']:.3f}",
+                         f"{r['drop']:+.3f}"])
+        body = _table(["metric", "n", "numbers", "value"], rows) if rows else "<p>needs the base / random baselines</p>"
+        parts.append(f"<h3>{escape(model)}</h3>{body}")
+    return "".join(parts) or "<p>no derived metrics (no model under audit or no baselines)</p>"
+
+
+def _budget_section(result: AuditResult) -> str:
+    rows = []
+    for b in (result.derived or {}).get("budget_curves", []):
+        trials = [r for r in b.get("by_trials") or [] if r.get("report")]
+        if not trials:
+            continue
+        first, last = trials[0], trials[-1]
+        walls = b.get("by_wall_s") or []
+        flops = b.get("by_flops") or []
+        rows.append([escape(str(b["model"])), escape(str(b["task"])), _f(b["n"]), _f(b["seeds"]),
+                     f"{first['report']['mean']:.3f} (trial {first['trials']})",
+                     f"{last['report']['mean']:.3f} (trial {last['trials']}; seeds {last['report']['min']:.3f}"
+                     f"–{last['report']['max']:.3f})",
+                     _f(walls[-1]["wall_s"], 1) if walls else "–", f"{flops[-1]['flops']:.3g}" if flops else "–"])
+    if not rows:
+        return "<p>no trial histories recorded</p>"
+    return _table(["model", "task", "n", "seeds", "best-so-far after the first trial",
+                   "best-so-far at the end (mean over seeds)", "wall s (end)", "FLOPs (end)"], rows, "budget")
+
+
+def _value_html(value: Any) -> str:
+    if isinstance(value, dict):
+        return _kv(value)
+    if isinstance(value, list) and all(not isinstance(v, (dict, list)) for v in value):
+        return escape(", ".join(str(v) for v in value))
+    if isinstance(value, list):
+        return "<br>".join(_value_html(v) for v in value)
+    return f"<code>{escape(str(value))}</code>"
+
+
+def _kv(data: dict[str, Any]) -> str:
+    """A nested key/value table (provenance has no fixed shape beyond its well-known keys)."""
+    return _table(["key", "value"], [[escape(str(k)), _value_html(v)] for k, v in data.items()])
+
+
+def _provenance_section(result: AuditResult) -> str:
+    prov = dict(result.provenance)
+    if not prov:
+        return '<p class="bad">No provenance was recorded with this result.</p>'
+    prov.pop("caveats", None)
+    out = []
+    checkpoints = prov.pop("checkpoints", None)
+    if isinstance(checkpoints, dict):
+        rows = []
+        for label, info in checkpoints.items():
+            info = info if isinstance(info, dict) else {"sha256": info}
+            rows.append([escape(str(label)), f"<code>{escape(str(info.get('sha256', '')))}</code>",
+                         f"<code>{escape(str(info.get('path', '')))}</code>"])
+        out.append("<h3>Checkpoints</h3>" + _table(["model", "sha256", "path"], rows, "checkpoints"))
+    out.append("<h3>Data, seeds, versions</h3>" + _kv(prov))
+    return "".join(out)
+
+
+def render_audit_card(result: AuditResult, figures: dict[str, Path], out_path: str | Path) -> Path:
+    """Write the self-contained HTML audit card to ``out_path`` (figures embedded) and return the path."""
+    status = result.verdict.status if result.verdict else "INCONCLUSIVE"
+    caveats = [*CAVEATS, *(str(c) for c in result.provenance.get("caveats", []) or [])]
+    figs = "".join(f"<h3>{escape(name)}</h3>{_img(name, path)}" for name, path in figures.items())
+    audit_id = result.provenance.get("audit_id")
+    timings = ", ".join(f"{escape(str(k))}: {_f(v, 1)} s" for k, v in result.timings.items()) or "–"
     request = escape(json.dumps(result.request, indent=2, sort_keys=True, default=str))
-    figs = "".join(f"<h3>{escape(name)}</h3>{_img(path)}" for name, path in figures.items())
-    caveats = "".join(f"<li>{escape(c)}</li>" for c in CAVEATS)
-    color = {"PASS": "#1a7f37", "FAIL": "#cf222e"}.get(status, "#9a6700")
     html = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>mlac-audit card</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}}
-table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;padding:3px 6px}}
-.verdict{{font-size:1.6em;font-weight:bold;color:{color}}}pre{{background:#f6f8fa;padding:1em;overflow:auto}}</style>
-</head><body>
+<html lang="en"><head><meta charset="utf-8"><title>mlac-audit card: {escape(status)}</title>
+<style>{STYLE}</style></head><body>
 <h1>Robustness audit card</h1>
-<p class="verdict" id="verdict">Verdict: {escape(status)}</p>
-<ul id="reasons">{reasons}</ul>
-<h2>Few-shot curves</h2>{figs}
-<h2>Curves (report split)</h2>{_curve_table(result)}
-<h2>Derived metrics</h2>{_derived_table(result)}
-<h2>Caveats</h2><ul>{caveats}</ul>
-<h2>Provenance</h2><pre id="provenance">{prov}</pre>
+<p>Models: {escape(", ".join(result.models))}{f" · audit <code>{escape(str(audit_id))}</code>" if audit_id else ""}
+ · schema {escape(result.schema_version)} · timings: {timings}</p>
+<h2>Verdict</h2>{_verdict_section(result)}
+<h2>Figures</h2>{figs or "<p>no figures</p>"}
+<h2>Curves (report split)</h2>{_curves_section(result)}
+<h2>Derived metrics</h2><div id="derived">{_derived_section(result)}</div>
+<h2>Attack budget</h2>{_budget_section(result)}
+<h2>Caveats</h2><ul id="caveats">{"".join(f"<li>{escape(c)}</li>" for c in caveats)}</ul>
+<h2>Provenance</h2><div id="provenance">{_provenance_section(result)}</div>
 <h2>Request</h2><pre id="request">{request}</pre>
-<p>schema {escape(result.schema_version)}</p>
 </body></html>
 """
-    out_path.write_text(html, encoding="utf-8")
-    return out_path
+    out = Path(out_path)
+    out.write_text(html, encoding="utf-8")
+    return out
 
 
-def write_report(result: AuditResult, out_dir: Path) -> dict[str, Path]:
-    """result.json, curves.png, attack_budget.png and report.html in ``out_dir``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"result": out_dir / RESULT_FILE, "curves": out_dir / "curves.png",
-             "attack_budget": out_dir / "attack_budget.png", "report": out_dir / "report.html"}
-    paths["result"].write_text(result.to_json(), encoding="utf-8")
+def write_report(result: AuditResult, out_dir: str | Path, *, write_result: bool = True) -> dict[str, Path]:
+    """Write result.json (unless ``write_result`` is False), curves.png, attack_budget.png and report.html
+    into ``out_dir``; return their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"result": out / RESULT_FILE, **{name: out / file for name, file in FIGURES.items()},
+             "report": out / REPORT_FILE}
+    if write_result:
+        result.write(paths["result"])
     plot_curves(result, paths["curves"])
     plot_attack_budget(result, paths["attack_budget"])
-    render_audit_card(result, {"curves": paths["curves"], "attack_budget": paths["attack_budget"]}, paths["report"])
+    render_audit_card(result, {name: paths[name] for name in FIGURES}, paths["report"])
     return paths
 
 
-def rerender(out_dir: Path) -> dict[str, Path]:
-    """Re-draw the figures and the card from an existing ``result.json``."""
-    return write_report(AuditResult.read(Path(out_dir) / RESULT_FILE), Path(out_dir))
+def rerender(out_dir: str | Path) -> dict[str, Path]:
+    """Re-draw the figures and the card of an audit folder from its ``result.json`` (``mlac-audit report DIR``);
+    ``result.json`` itself is read, never rewritten."""
+    out = Path(out_dir)
+    if not out.is_dir():
+        raise DataError(f"{out} is not a folder: give the --out folder of an audit")
+    return write_report(AuditResult.read(out / RESULT_FILE), out, write_result=False)
