@@ -1,7 +1,7 @@
 """Run a whole audit: validate, build baselines, run every search, assemble curves, write the report.
 
 :func:`run_audit` is the one entry point every layer uses (CLI, Ray driver, service). Trials go through
-the executor it is given (in-process by default); Optuna studies live in ``<out>/optuna.journal``
+the executor it is given (in-process by default); Optuna studies live in ``<out>/optuna.db`` (SQLite)
 unless a storage URL is passed, so an interrupted audit run again into the same folder resumes.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,12 +24,13 @@ from mlac.audit.search import (
     StudyKey,
     StudyResult,
     TrialExecutor,
+    default_storage_url,
     derived_seed,
     open_storage,
+    run_studies_lockstep,
 )
 from mlac.audit.trial import TrialSpec
 from mlac.data import dataset_fingerprint, load_saved_dataset, make_splits
-from mlac.errors import StoppedError
 from mlac.models import validate_checkpoint_dir
 from mlac.tasks import TaskSpec
 
@@ -90,6 +92,12 @@ def base_spec(request: AuditRequest, key: StudyKey) -> TrialSpec:
     )
 
 
+def executor_width(executor: TrialExecutor, parallelism: int) -> int:
+    """How many studies to keep in flight so that ``executor`` has enough trials to run at once."""
+    concurrency = getattr(executor, "concurrency", None) or getattr(executor, "parallelism", None) or 1
+    return max(1, math.ceil(int(concurrency) / max(1, parallelism)))
+
+
 def run_studies(
     prepared: PreparedAudit,
     storage_url: str,
@@ -97,31 +105,44 @@ def run_studies(
     progress: Progress,
     should_stop: ShouldStop | None,
 ) -> list[StudyResult]:
-    """Run every search of the audit in order, reporting progress after every trial."""
+    """Run every search of the audit (several at once when the executor is parallel), with progress events.
+
+    The results do not depend on how many run at once (see :func:`run_studies_lockstep`).
+    """
     request = prepared.request
     storage = open_storage(storage_url)
     counts = plan_counts(request)
-    results: list[StudyResult] = []
-    trials_done = 0
-    for index, key in enumerate(prepared.keys):
-        if should_stop is not None and should_stop():
-            raise StoppedError(f"audit stopped after {index} of {len(prepared.keys)} searches; run again to resume")
+    total = len(prepared.keys)
+    state = {"trials_done": 0, "studies_done": 0}
+    best: dict[int, float] = {}
 
-        def on_trial(event: dict[str, Any], key: StudyKey = key, index: int = index) -> None:
-            nonlocal trials_done
-            trials_done += 1
-            progress({"stage": "search", "study": index, "studies_done": index, "studies_total": len(prepared.keys),
-                      "trials_done": trials_done, "trials_total": counts["max_trials"], "model": key.model,
-                      "task": key.task, "n": key.n, "seed": key.seed, **event})
+    def emit(key: StudyKey, index: int, **event: Any) -> None:
+        progress({"stage": "search", "study": index, "studies_done": state["studies_done"], "studies_total": total,
+                  "trials_done": state["trials_done"], "trials_total": counts["max_trials"], "model": key.model,
+                  "task": key.task, "n": key.n, "seed": key.seed, **event})
 
-        driver = StudyDriver(key, base_spec(request, key), request.space, request.search, audit_id=prepared.audit_id,
-                             storage=storage, executor=executor, should_stop=should_stop, on_trial=on_trial)
-        result = driver.run()
-        results.append(result)
-        progress({"stage": "search", "studies_done": index + 1, "studies_total": len(prepared.keys),
-                  "trials_done": trials_done, "trials_total": counts["max_trials"], "model": key.model, "task": key.task,
-                  "n": key.n, "seed": key.seed, "best_so_far": result.report_accuracy})
-    return results
+    def on_trial(index: int) -> Callable[[dict[str, Any]], None]:
+        key = prepared.keys[index]
+
+        def hook(event: dict[str, Any]) -> None:
+            state["trials_done"] += 1
+            if event.get("ok") and not event.get("pruned"):
+                best[index] = max(best.get(index, 0.0), float(event["value"]))
+            emit(key, index, best_so_far=best.get(index), **event)
+
+        return hook
+
+    def on_done(index: int, result: StudyResult) -> None:
+        state["studies_done"] += 1
+        emit(result.key, index, point=result.report_accuracy, best_so_far=result.report_accuracy)
+
+    drivers = [
+        StudyDriver(key, base_spec(request, key), request.space, request.search, model_sha=prepared.shas[key.model],
+                    data_fingerprint=prepared.dataset_fingerprint, storage=storage, on_trial=on_trial(index))
+        for index, key in enumerate(prepared.keys)
+    ]
+    return run_studies_lockstep(drivers, executor, width=executor_width(executor, request.search.parallelism),
+                                should_stop=should_stop, on_done=on_done)
 
 
 def study_record(result: StudyResult) -> dict[str, Any]:
@@ -150,7 +171,7 @@ def execute_audit(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     prepared = prepare(request, out, emit)
-    results = run_studies(prepared, storage_url or f"journal:{out / 'optuna.journal'}",
+    results = run_studies(prepared, storage_url or default_storage_url(out),
                           executor if executor is not None else InProcessExecutor(), emit, should_stop)
     (out / STUDIES_FILE).write_text(json.dumps([study_record(r) for r in results], indent=2, sort_keys=True), encoding="utf-8")
     return prepared, results
@@ -185,11 +206,35 @@ def run_audit(
     return result
 
 
+def provenance(prepared: PreparedAudit) -> dict[str, Any]:
+    """Where every number came from: checkpoints (path, sha256), data fingerprints, versions, seeds."""
+    from mlac.models.provenance import package_versions
+
+    request = prepared.request
+    return {
+        "audit_id": prepared.audit_id,
+        "checkpoints": {label: {"path": str(Path(path).resolve()), "sha256": prepared.shas[label]}
+                        for label, path in prepared.checkpoints.items()},
+        "dataset": {"path": str(Path(request.dataset).resolve()), "fingerprint": prepared.dataset_fingerprint,
+                    "splits": prepared.split_fingerprints, "split_seed": request.split_seed},
+        "seeds": list(request.seeds),
+        "subset_seeds": {str(n): {str(s): subset_seed(s, n) for s in request.seeds} for n in request.sizes},
+        "package_versions": package_versions(),
+        "caveats": [
+            "Accuracies are on the report split, which neither training nor the search saw; the search "
+            "selected hyperparameters on the separate selection split.",
+            f"Each seed's point is the mean of {request.search.reruns} re-runs of the best configuration.",
+            "FLOP counts are estimates (6 x non-embedding parameters x tokens for a training step, 2 x for a "
+            "forward pass); attention's quadratic term is ignored.",
+        ],
+    }
+
+
 def assemble_result(prepared: PreparedAudit, results: list[StudyResult], *, wall_s: float) -> Any:
-    """Seed points -> curves -> :class:`AuditResult` (the schema lives in ``result_schema``)."""
+    """Seed points -> curves -> :class:`AuditResult` (schema in ``result_schema``)."""
     from mlac.audit.curves import SeedPoint, build_curves
     from mlac.audit.result_schema import AuditResult
 
-    points = [SeedPoint(**study_record(r)) for r in results]
-    curves = build_curves(points)
-    return AuditResult(request=prepared.request.to_dict(), curves=curves, seed_points=points)
+    points = [SeedPoint.from_dict(study_record(r)) for r in results]
+    return AuditResult(request=prepared.request.to_dict(), curves=build_curves(points), seed_points=points,
+                       provenance=provenance(prepared), timings={"wall_s": wall_s})

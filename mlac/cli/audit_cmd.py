@@ -91,12 +91,17 @@ def _executor(address: str | None) -> Any:
 
 
 def _audit(args: argparse.Namespace) -> int:
+    import logging
+
+    import optuna
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from mlac.audit.protocol import plan_counts
     from mlac.audit.runner import STUDIES_FILE, run_audit
 
+    if not getattr(args, "verbose", False):
+        optuna.logging.set_verbosity(logging.WARNING)
     request = build_request_from_args(args)
     request.validate()
     executor = _executor(args.ray)

@@ -1,0 +1,236 @@
+"""Audit engine benchmarks (not a timed test): engine vs a reference-style loop, probe fast vs slow path,
+and the wall time of the ``smoke`` and ``quick`` presets.
+
+Run from the repository root::
+
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_audit.py --out /tmp/bench_audit [--skip-presets]
+
+Writes ``bench_audit.json`` in ``--out`` and prints a Markdown summary for ``benchmarks/RESULTS.md``.
+
+*Reference-style loop* = what the original code does: every trial tokenises to a fixed length of 128
+(padding included), the trunk runs on every step even for a frozen-trunk probe (no feature cache),
+no pruning, trials one after the other. It is given the same search budget (same number of trials,
+same Optuna TPE seed and space, same n-subset, selection and report splits) as the engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mlac.audit.attacks import AttackData, AttackParams, labels_of, make_optimizer, run_attack_trial
+from mlac.audit.features import FeatureCache
+from mlac.audit.search import (
+    InProcessExecutor,
+    SearchConfig,
+    SearchSpace,
+    StudyDriver,
+    StudyKey,
+    derived_seed,
+)
+from mlac.audit.trial import TrialSpec, WorkerContext
+from mlac.models import EncoderClassifier, make_head
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def make_inputs(out: Path) -> tuple[Path, Path]:
+    """A 3,000-bio synthetic dataset and a tiny BERT base model trained 300 steps on it."""
+    from mlac.censor.base_model import make_base_model
+    from mlac.censor.batches import encode_split
+    from mlac.data import SynthConfig, generate_synthetic, make_splits, save_dataset
+    from mlac.models import default_tokenizer, save_checkpoint
+
+    data = out / "bios.parquet"
+    base = out / "base"
+    if not data.is_file():
+        ds, task = generate_synthetic(SynthConfig(n_bios=3000, seed=0))
+        save_dataset(ds, task, data)
+    if not (base / "model.safetensors").is_file():
+        from mlac.data import load_saved_dataset
+
+        ds, task = load_saved_dataset(data)
+        tok = default_tokenizer()
+        model = make_base_model(encode_split(make_splits(ds, 0).train, tok, task), tok,
+                                num_beneficial=len(task.beneficial_names), steps=300, seed=0)
+        save_checkpoint(model, tok, base, beneficial_names=task.beneficial_names)
+    return data, base
+
+
+# ---------------------------------------------------------------- reference-style loop
+def _fixed_batch(data: AttackData, split: str, rows: list[int], width: int = 128) -> dict[str, torch.Tensor]:
+    enc = {"pool": data.pool, "selection": data.selection, "report": data.report}[split]
+    ids = torch.full((len(rows), width), enc.pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, i in enumerate(rows):
+        seq = enc.ids[i][:width]
+        ids[r, : len(seq)] = torch.as_tensor(seq)
+        mask[r, : len(seq)] = 1
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+@torch.no_grad()
+def _ref_accuracy(model: EncoderClassifier, head: nn.Module, data: AttackData, split: str, task: str) -> float:
+    enc = data.selection if split == "selection" else data.report
+    labels = labels_of(enc, task)
+    correct = 0
+    for start in range(0, len(enc), 32):
+        rows = list(range(start, min(start + 32, len(enc))))
+        correct += int((head(model(**_fixed_batch(data, split, rows))).argmax(-1) == labels[rows]).sum())
+    return correct / len(enc)
+
+
+def reference_trial(model: EncoderClassifier, data: AttackData, task: str, num_labels: int, p: AttackParams, seed: int,
+                    eval_every: int) -> dict[str, Any]:
+    """One trial the reference way: padding to 128, trunk forward every step, no pruning, no cache."""
+    started = time.perf_counter()
+    attacker = copy.deepcopy(model)
+    head = make_head(model.hidden_size, num_labels, seed)
+    if p.kind == "probe":
+        for q in attacker.parameters():
+            q.requires_grad_(False)
+        params = list(head.parameters())
+    else:
+        params = list(attacker.trunk.parameters()) + list(head.parameters())
+    opt = make_optimizer(params, p)
+    gen = torch.Generator().manual_seed(seed)
+    labels = labels_of(data.pool, task)
+    best_sel, best_rep = -1.0, 0.0
+    for step in range(p.steps):
+        rows = [data.pool_rows[i] for i in torch.randint(0, len(data.pool_rows), (p.batch_size,), generator=gen).tolist()]
+        attacker.train(p.kind != "probe")
+        loss = F.cross_entropy(head(attacker(**_fixed_batch(data, "pool", rows))), labels[rows])
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(params, p.grad_clip)
+        opt.step()
+        if (step + 1) % eval_every == 0 or step + 1 == p.steps:
+            attacker.eval()
+            sel = _ref_accuracy(attacker, head, data, "selection", task)
+            if sel > best_sel:  # the reference keeps the best checkpoint's scores
+                best_sel, best_rep = sel, _ref_accuracy(attacker, head, data, "report", task)
+    return {"best_selection_accuracy": best_sel, "report_accuracy": best_rep, "wall_s": time.perf_counter() - started}
+
+
+def reference_search(model: EncoderClassifier, data: AttackData, space: SearchSpace, trials: int, seed: int,
+                     eval_every: int) -> dict[str, Any]:
+    """Sequential TPE over the same space, every trial run to its end."""
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=5))
+    started = time.perf_counter()
+    best = None
+    for _ in range(trials):
+        trial = study.ask()
+        params = space.suggest(trial)
+        out = reference_trial(model, data, "harmful", 2, params, derived_seed("ref", trial.number), eval_every)
+        study.tell(trial, out["best_selection_accuracy"])
+        if best is None or out["best_selection_accuracy"] > best["best_selection_accuracy"]:
+            best = out
+    assert best is not None
+    return {"wall_s": time.perf_counter() - started, "best_selection_accuracy": best["best_selection_accuracy"],
+            "best_report_accuracy": best["report_accuracy"]}
+
+
+# ---------------------------------------------------------------- engine
+def engine_search(base: Path, data_path: Path, space: SearchSpace, trials: int, seed: int, eval_every: int) -> dict[str, Any]:
+    """The engine: dynamic padding, probe feature cache, median pruning (no reruns: same budget)."""
+    spec = TrialSpec(checkpoint=str(base), dataset=str(data_path), task="harmful", n=100, subset_seed=seed, params={},
+                     trial_seed=0, eval_every=eval_every, selection_max=300, report_max=300)
+    cfg = SearchConfig(max_trials=trials, patience=trials, reruns=1, eval_every=eval_every, tpe_startup_trials=5)
+    ex = InProcessExecutor(WorkerContext())
+    started = time.perf_counter()
+    driver = StudyDriver(StudyKey("base", str(base), "harmful", 100, seed), spec, space, cfg, model_sha="bench", data_fingerprint="bench",
+                         storage=None, executor=ex)
+    driver.search()
+    wall = time.perf_counter() - started
+    best = driver.best_trial()
+    pruned = sum(1 for t in driver.study.trials if t.state == optuna.trial.TrialState.PRUNED)
+    return {"wall_s": wall, "best_selection_accuracy": best.value, "best_report_accuracy": best.user_attrs["report_accuracy"],
+            "pruned_trials": pruned}
+
+
+def bench_engine_vs_reference(base: Path, data_path: Path, trials: int) -> dict[str, Any]:
+    space = SearchSpace(lr_low=1e-5, lr_high=1e-2, steps_min=50, steps_max=300, steps_step=50, batch_sizes=(12, 24, 48),
+                        kinds=("probe", "full"))
+    ctx = WorkerContext()
+    spec = TrialSpec(checkpoint=str(base), dataset=str(data_path), task="harmful", n=100, subset_seed=0, params={},
+                     trial_seed=0, selection_max=300, report_max=300)
+    loaded = ctx.model(str(base), torch.device("cpu"))
+    data = ctx.attack_data(spec, loaded)
+    engine = engine_search(base, data_path, space, trials, 0, 50)
+    reference = reference_search(loaded.model, data, space, trials, 0, 50)
+    return {"trials": trials, "space": space.to_dict(), "engine": engine, "reference": reference,
+            "speedup": reference["wall_s"] / engine["wall_s"]}
+
+
+def bench_probe(base: Path, data_path: Path, trials: int) -> dict[str, Any]:
+    ctx = WorkerContext()
+    spec = TrialSpec(checkpoint=str(base), dataset=str(data_path), task="harmful", n=100, subset_seed=0, params={},
+                     trial_seed=0, selection_max=300, report_max=300)
+    loaded = ctx.model(str(base), torch.device("cpu"))
+    data = ctx.attack_data(spec, loaded)
+    params = AttackParams(kind="probe", lr=3e-3, steps=200, batch_size=24)
+    cache = FeatureCache()
+    timings: dict[str, float] = {}
+    accs: dict[str, list[float | None]] = {}
+    for name, kw in (("slow", {}), ("fast", {"feature_cache": cache, "model_key": loaded.sha256})):
+        started = time.perf_counter()
+        accs[name] = [run_attack_trial(loaded.model, data, "harmful", 2, params, seed, eval_every=50, **kw).report_accuracy
+                      for seed in range(trials)]
+        timings[name] = time.perf_counter() - started
+    return {"trials": trials, "steps": 200, "slow_s": timings["slow"], "fast_s": timings["fast"],
+            "speedup": timings["slow"] / timings["fast"], "max_abs_report_diff": max(abs((a or 0) - (b or 0)) for a, b in zip(accs["slow"], accs["fast"], strict=True))}
+
+
+def bench_preset(preset: str, data_path: Path, base: Path, out: Path) -> dict[str, Any]:
+    from mlac.audit.presets import build_request
+    from mlac.audit.runner import run_audit
+
+    target = out / f"preset_{preset}"
+    if target.exists():
+        import shutil
+
+        shutil.rmtree(target)
+    req = build_request(preset, dataset=str(data_path), models=(str(base),), base="tiny", baselines=("random", "base"))
+    started = time.perf_counter()
+    run_audit(req, target)
+    return {"preset": preset, "wall_s": time.perf_counter() - started, "studies": len(json.loads((target / "studies.json").read_text()))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", type=Path, default=Path("/tmp/bench_audit"))
+    parser.add_argument("--trials", type=int, default=12)
+    parser.add_argument("--skip-presets", action="store_true")
+    parser.add_argument("--only", choices=("engine", "probe", "presets"), default=None)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    data_path, base = make_inputs(args.out)
+    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                                           "platform": platform.platform()}}
+    if args.only in (None, "probe"):
+        results["probe"] = bench_probe(base, data_path, 10)
+        print(json.dumps(results["probe"], indent=2), flush=True)
+    if args.only in (None, "engine"):
+        results["engine_vs_reference"] = bench_engine_vs_reference(base, data_path, args.trials)
+        print(json.dumps(results["engine_vs_reference"], indent=2), flush=True)
+    if args.only == "presets" or (args.only is None and not args.skip_presets):
+        results["presets"] = [bench_preset(p, data_path, base, args.out) for p in ("smoke", "quick")]
+        print(json.dumps(results["presets"], indent=2), flush=True)
+    path = args.out / f"bench_audit{'_' + args.only if args.only else ''}.json"
+    path.write_text(json.dumps(results, indent=2), encoding="utf-8")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
