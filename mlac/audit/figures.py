@@ -36,6 +36,11 @@ def models_of(curves: list[CurvePoint]) -> list[str]:
     return list(dict.fromkeys(c.model for c in curves))
 
 
+def _text(label: str) -> str:
+    """A user label as literal figure text (a ``$`` would otherwise start matplotlib mathtext)."""
+    return label.replace("$", r"\$")
+
+
 def _colours(models: list[str]) -> dict[str, Any]:
     cycle = plt.get_cmap("tab10")
     return {m: cycle(i % 10) for i, m in enumerate(models)}
@@ -65,7 +70,8 @@ def plot_curves(result: AuditResult, path: str | Path) -> list[str]:
             if not curve:
                 continue
             ns = [c.n for c in curve]
-            ax.plot(ns, [c.mean for c in curve], marker="o", linestyle=_style(model), color=colours[model], label=model)
+            ax.plot(ns, [c.mean for c in curve], marker="o", linestyle=_style(model), color=colours[model],
+                    label=_text(model))
             ax.fill_between(ns, [c.ci_bootstrap[0] for c in curve], [c.ci_bootstrap[1] for c in curve],
                             color=colours[model], alpha=0.15, linewidth=0)
             labels.append(f"{task}:{model}")
@@ -99,7 +105,7 @@ def _budget_panel(ax: Axes, entries: list[dict[str, Any]], key: str, x_key: str,
         xs = [float(r[x_key]) for r in rows]
         colour = colours.get(e["model"], "black")
         ax.step(xs, [r["report"]["mean"] for r in rows], where="post", color=colour,
-                linestyle=size_style[int(e["n"])], label=f"{e['model']} n={e['n']}")
+                linestyle=size_style[int(e["n"])], label=_text(f"{e['model']} n={e['n']}"))
         ax.fill_between(xs, [r["report"]["min"] for r in rows], [r["report"]["max"] for r in rows], step="post",
                         color=colour, alpha=0.1, linewidth=0)
 
