@@ -11,7 +11,6 @@ from mlac.audit.curves import SeedPoint
 from mlac.audit.derived import (
     auc_log_n,
     beneficial_drop_vs_base,
-    compute_derived,
     data_cost_multiplier,
     examples_needed,
     harmful_auc_relative_to_random,
