@@ -98,3 +98,9 @@ def status_for(exc: MlacError) -> int:
     if isinstance(exc, StoppedError):
         return 409
     return 400
+
+
+class NotReadyError(ConflictError):
+    """The job has not (successfully) finished, so it has no result yet."""
+
+    code = "not_ready"

@@ -1,0 +1,134 @@
+"""The FastAPI application: ``create_app(settings)``; everything live is built in the lifespan.
+
+Run it with ``mlac-audit serve`` or ``uvicorn --factory service.app:create_app`` (settings from the
+environment). Tests pass their own settings, store, runner or clocks.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from mlac import __version__
+from mlac.errors import MlacError
+from service.auth import KeyResolver
+from service.dispatcher import Dispatcher
+from service.errors import RateLimitedError, status_for
+from service.metrics import MetricsMiddleware, ServiceMetrics
+from service.ratelimit import RateLimiter
+from service.routes import checkpoints, datasets, health, jobs, keys, schedules
+from service.runners import InProcessRunner, RayRunner, Runner
+from service.scheduler import Scheduler, utcnow
+from service.settings import Settings
+from service.state import AppState, bootstrap_admin, secret_file
+from service.store import JobStore, get_store
+from service.webhooks import WebhookSender
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """Robustness audits of ML models: upload checkpoints and datasets, run MLAC censoring and few-shot
+adversarial fine-tuning audits, and fetch curves, figures and audit cards. Every route but `/v1/health` needs an
+API key (`Authorization: Bearer <key>` or `X-API-Key`). Errors are `{"error": {"code": ..., "message": ...}}`."""
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every error to the one JSON error shape."""
+
+    @app.exception_handler(MlacError)
+    async def mlac_error(request: Request, exc: MlacError) -> JSONResponse:
+        headers = {"Retry-After": str(int(exc.retry_after))} if isinstance(exc, RateLimitedError) else None
+        status = status_for(exc)
+        if status == 401:
+            headers = {"WWW-Authenticate": "Bearer"}
+        return _error(status, exc.code, str(exc), headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()[:20]]
+        first = details[0] if details else {"loc": [], "msg": "invalid request"}
+        message = f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+        return JSONResponse({"error": {"code": "validation_error", "message": message, "details": details}}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}.get(exc.status_code, "http_error")
+        return _error(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _error(500, "internal", "internal error (logged on the server)")
+
+
+def build_state(settings: Settings, *, store: JobStore | None, runner: Runner | None,
+                scheduler_clock: Callable[[], datetime] | None) -> AppState:
+    """Build the live objects from settings (pieces passed in are used as they are)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(settings.data_dir / "staging", ignore_errors=True)  # half-finished uploads of a crashed process
+    store = store or get_store(settings.db_url)
+    bootstrap_admin(store, settings)
+    metrics = ServiceMetrics()
+    webhooks = WebhookSender(settings.webhook_secret or secret_file(settings.data_dir / "webhook_secret"),
+                             timeout_s=settings.webhook_timeout_s, retries=settings.webhook_retries,
+                             backoff_s=settings.webhook_backoff_s, metrics=metrics)
+    if runner is None:
+        if settings.runner == "ray":
+            runner = RayRunner(settings.artifact_root, settings.data_dir, address=settings.ray_address,
+                               num_cpus=settings.ray_num_cpus, max_concurrency=settings.max_concurrency)
+        else:
+            runner = InProcessRunner(settings.artifact_root, storage_url=store.url)
+    dispatcher = Dispatcher(store, runner, lease_s=settings.lease_s, max_running=settings.max_running_jobs,
+                            poll_s=min(2.0, settings.lease_s / 5), webhooks=webhooks, metrics=metrics)
+    scheduler = Scheduler(store, instance=dispatcher.owner_id, clock=scheduler_clock or utcnow,
+                          interval_s=settings.scheduler_interval_s, on_fired=lambda job: dispatcher.wake())
+    limiter = RateLimiter({"submit": settings.rate_submit_per_min, "upload": settings.rate_upload_per_min}, settings.rate_burst)
+    return AppState(settings=settings, store=store, runner=runner, keys=KeyResolver(store), limiter=limiter, metrics=metrics,
+                    webhooks=webhooks, dispatcher=dispatcher, scheduler=scheduler)
+
+
+def create_app(settings: Settings | None = None, *, store: JobStore | None = None, runner: Runner | None = None,
+               scheduler_clock: Callable[[], datetime] | None = None, background: bool = True) -> FastAPI:
+    """The ASGI app. ``background=False`` leaves the dispatcher and scheduler loops to the caller (tests)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = build_state(settings or Settings(), store=store, runner=runner, scheduler_clock=scheduler_clock)
+        app.state.ctx = state
+        if background:
+            state.dispatcher.start()
+            if state.settings.scheduler_enabled:
+                state.scheduler.start()
+        log.info("mlac-audit service ready (store %s, runner %s)", type(state.store).__name__, state.runner.name)
+        try:
+            yield
+        finally:
+            state.scheduler.stop()
+            state.dispatcher.shutdown()
+            state.webhooks.close()
+            if store is None:
+                state.store.close()
+
+    app = FastAPI(title="mlac-audit", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    install_error_handlers(app)
+
+    def current_metrics() -> ServiceMetrics | None:
+        ctx: Any = getattr(app.state, "ctx", None)
+        return ctx.metrics if ctx is not None else None
+
+    app.add_middleware(MetricsMiddleware, metrics=current_metrics)
+    for module in (health, checkpoints, datasets, jobs, schedules, keys):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,59 @@
+"""Typed dependencies of the routes (``StateDep``, ``StoreDep``, ``PrincipalDep``, ``AdminDep``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
+
+from service.auth import Principal
+from service.errors import ForbiddenError
+from service.state import AppState
+from service.store import JobStore
+
+bearer_scheme = HTTPBearer(auto_error=False, description="API key as a bearer token")
+header_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key")
+
+
+def get_state(request: Request) -> AppState:
+    """The app's state (built in the lifespan)."""
+    return request.app.state.ctx  # type: ignore[no-any-return]
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+def get_store(state: StateDep) -> JobStore:
+    """The job store."""
+    return state.store
+
+
+StoreDep = Annotated[JobStore, Depends(get_store)]
+
+
+async def get_principal(
+    state: StateDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    api_key: Annotated[str | None, Depends(header_scheme)],
+) -> Principal:
+    """The caller, from ``Authorization: Bearer`` or ``X-API-Key``; 401 otherwise."""
+    raw = bearer.credentials if bearer is not None else api_key
+    cached = state.keys.cached(raw)
+    if cached is not None:
+        return cached
+    return await run_in_threadpool(state.keys.resolve, raw)
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def require_admin(principal: PrincipalDep) -> Principal:
+    """403 unless the caller holds the admin key."""
+    if not principal.is_admin:
+        raise ForbiddenError("this needs the admin API key")
+    return principal
+
+
+AdminDep = Annotated[Principal, Depends(require_admin)]

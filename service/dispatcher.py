@@ -1,0 +1,225 @@
+"""The dispatcher: moves QUEUED jobs to a runner, keeps leases alive, and records what runners report.
+
+Crash safety: a job is claimed with a compare-and-set QUEUED -> RUNNING that stamps a lease (owner =
+this process, expiry = now + lease). Every tick renews the leases of the jobs this process runs and
+re-queues RUNNING jobs whose lease ran out (their process died); re-queued jobs are dispatched again and
+resume from their artifacts (censor state, Optuna studies: finished trials are not re-run). On a clean
+shutdown the leases are released at once so another process (or the next start) picks the jobs up.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mlac.errors import MlacError
+from service.errors import InvalidTransitionError, NotFoundError
+from service.jobspec import worker_spec
+from service.metrics import ServiceMetrics
+from service.runners import Runner
+from service.schemas import JobCreate
+from service.store import JobStore
+from service.store.records import Checkpoint, Job, TrialResult
+from service.webhooks import WebhookSender
+
+log = logging.getLogger(__name__)
+PROGRESS_KEYS = ("stage", "trials_done", "trials_total", "studies_done", "studies_total", "step")
+
+
+def instance_id() -> str:
+    """A name for this process, unique across restarts (leases and schedule slots record it)."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class StoreSink:
+    """Runner reports -> job store (progress, events, idempotent trial results, final state) -> webhooks."""
+
+    def __init__(self, store: JobStore, *, webhooks: WebhookSender | None, metrics: ServiceMetrics | None,
+                 closing: Callable[[], bool]) -> None:
+        self.store, self.webhooks, self.metrics, self.closing = store, webhooks, metrics, closing
+
+    def event(self, job_id: str, event: dict[str, Any]) -> None:
+        """Merge the event into the live progress, append it to the SSE log, record a finished trial once."""
+        try:
+            now = time.time()
+            payload = {k: v for k, v in event.items() if isinstance(v, (int, float, str, bool, type(None)))}
+            progress: dict[str, Any] = {k: payload[k] for k in PROGRESS_KEYS if k in payload}
+            best = payload.get("best_so_far", payload.get("best_report_accuracy"))
+            if isinstance(best, (int, float)):
+                progress["best_so_far"] = float(best)
+            progress["updated_at"] = now
+            eta = self._eta(job_id, payload, now)
+            if eta is not None:
+                progress["eta_s"] = eta
+            self.store.update_progress(job_id, progress)
+            self.store.append_event(job_id, payload, now)
+            if "trial" in payload and "model" in payload:
+                study = f"{payload['model']}:{payload.get('task')}:n{payload.get('n')}:s{payload.get('seed')}"
+                value = payload.get("value")
+                self.store.record_trial(TrialResult(job_id=job_id, study=study, trial=int(payload["trial"]),
+                                                    value=float(value) if isinstance(value, (int, float)) else None,
+                                                    payload=payload, recorded_at=now))
+        except MlacError:
+            log.exception("could not record progress of job %s", job_id)
+
+    def _eta(self, job_id: str, payload: dict[str, Any], now: float) -> float | None:
+        done, total = payload.get("trials_done"), payload.get("trials_total")
+        if not isinstance(done, int) or not isinstance(total, int) or done <= 0 or total <= 0:
+            return None
+        job = self.store.get_job(job_id, None)
+        if job.started_at is None:
+            return None
+        return max(0.0, (now - job.started_at) * (total - done) / done)
+
+    def finished(self, job_id: str, state: str, result_path: str | None, error: str | None) -> None:
+        """Record the end (compare-and-set), register a censored checkpoint, send webhooks."""
+        if self.closing() and state != "SUCCEEDED":
+            try:
+                if not self.store.get_job(job_id, None).cancel_requested:
+                    log.info("job %s interrupted by shutdown: left for the next start to resume", job_id)
+                    return
+            except NotFoundError:
+                return
+        verdict = _verdict(result_path) if state == "SUCCEEDED" else None
+        try:
+            job = self.store.finish_job(job_id, state, result_path=result_path, error=error, verdict=verdict)
+        except (InvalidTransitionError, NotFoundError) as exc:
+            log.warning("job %s finished as %s but the store refused: %s", job_id, state, exc)
+            return
+        if self.metrics is not None:
+            self.metrics.jobs_finished.labels(state=state).inc()
+        if state == "SUCCEEDED" and job.kind == "censor" and result_path:
+            self._register_censored(job, result_path)
+        self._notify(job)
+
+    def _register_censored(self, job: Job, path: str) -> None:
+        from mlac.models import validate_checkpoint_dir
+
+        try:
+            info = validate_checkpoint_dir(path)
+        except MlacError:
+            log.exception("censored checkpoint of job %s does not validate", job.id)
+            return
+        size = sum(p.stat().st_size for p in Path(path).iterdir() if p.is_file())
+        self.store.add_checkpoint(Checkpoint(
+            sha256=info.sha256, owner=job.owner, name=f"censored-{job.id}", path=str(path), size_bytes=size,
+            info={"model_type": info.model_type, "hidden_size": info.hidden_size, "num_parameters": info.num_parameters,
+                  "num_beneficial": info.num_beneficial, "source_job": job.id}, created_at=time.time()))
+
+    def _notify(self, job: Job) -> None:
+        url = job.webhook_url
+        if url is None and job.schedule_id is not None:
+            try:
+                url = self.store.get_schedule(job.schedule_id, None).webhook_url
+            except NotFoundError:
+                url = None
+        if url is None or self.webhooks is None:
+            return
+        payload = {"job_id": job.id, "kind": job.kind, "state": job.state, "verdict": job.verdict,
+                   "schedule_id": job.schedule_id, "finished_at": job.finished_at,
+                   "error": (job.error or "")[-2000:] or None}
+        self.webhooks.send(url, "job.completed", payload)
+        if job.verdict == "FAIL":
+            self.webhooks.send(url, "audit.verdict_fail", payload)
+
+
+def _verdict(result_path: str | None) -> str | None:
+    if not result_path:
+        return None
+    path = Path(result_path) / "result.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    verdict = data.get("verdict") if isinstance(data, dict) else None
+    status = verdict.get("status") if isinstance(verdict, dict) else None
+    return str(status) if status else None
+
+
+class Dispatcher:
+    """Background loop: re-queue expired leases, renew ours, start queued jobs, pass on cancellations."""
+
+    def __init__(self, store: JobStore, runner: Runner, *, lease_s: float, max_running: int, poll_s: float = 1.0,
+                 webhooks: WebhookSender | None = None, metrics: ServiceMetrics | None = None,
+                 clock: Callable[[], float] = time.time, owner_id: str | None = None) -> None:
+        self.store, self.runner, self.lease_s, self.max_running, self.poll_s = store, runner, lease_s, max_running, poll_s
+        self.clock = clock
+        self.owner_id = owner_id or instance_id()
+        self._closing = threading.Event()
+        self._wake = threading.Event()
+        self._cancelled: set[str] = set()
+        self._mine: set[str] = set()
+        self.sink = StoreSink(store, webhooks=webhooks, metrics=metrics, closing=self._closing.is_set)
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Run :meth:`tick` every ``poll_s`` seconds in a daemon thread."""
+        self._thread = threading.Thread(target=self._loop, name="mlac-dispatcher", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Tick now (a job was just submitted)."""
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._closing.is_set():
+            try:
+                self.tick()
+            except Exception:  # the loop must survive a bad tick (e.g. the database restarting)
+                log.exception("dispatcher tick failed")
+            self._wake.wait(self.poll_s)
+            self._wake.clear()
+
+    def tick(self) -> list[str]:
+        """One round; returns the ids of the jobs it started."""
+        now = self.clock()
+        for job_id in self.store.requeue_expired(now):
+            log.warning("job %s lost its lease (its process died): re-queued", job_id)
+        self.store.renew_leases(self.owner_id, now + self.lease_s)
+        self._mine = {j for j in self._mine if self.runner.is_running(j)}
+        for job_id in list(self._mine):
+            if job_id not in self._cancelled and self.store.get_job(job_id, None).cancel_requested:
+                self._cancelled.add(job_id)
+                self.runner.cancel(job_id)
+        started: list[str] = []
+        free = self.max_running - len(self._mine)
+        if free <= 0 or self._closing.is_set():
+            return started
+        for job in self.store.queued_jobs(free):
+            try:
+                job = self.store.start_job(job.id, self.owner_id, now + self.lease_s)
+            except InvalidTransitionError:
+                continue  # another process claimed it first
+            try:
+                spec = worker_spec(JobCreate.model_validate(job.spec), self.store, job.owner)
+                self.runner.submit(job.id, job.kind, spec, self.sink)
+            except MlacError as exc:
+                self.sink.finished(job.id, "FAILED", None, f"{type(exc).__name__} [{exc.code}]: {exc}")
+                continue
+            except Exception as exc:
+                log.exception("could not start job %s", job.id)
+                self.sink.finished(job.id, "FAILED", None, f"could not start: {type(exc).__name__}: {exc}")
+                continue
+            self._mine.add(job.id)
+            started.append(job.id)
+        return started
+
+    def shutdown(self) -> None:
+        """Stop the loop and the runner; release our leases so the jobs resume at the next start."""
+        self._closing.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.runner.shutdown()
+        try:
+            self.store.renew_leases(self.owner_id, 0.0)
+        except MlacError:
+            log.exception("could not release leases")

@@ -1,0 +1,181 @@
+"""Jobs: submit (with Idempotency-Key), list, get with live progress, cancel, result, report, figures, SSE events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Response
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from service.deps import PrincipalDep, StateDep
+from service.errors import NotFoundError, NotReadyError
+from service.jobspec import spec_hash, worker_spec
+from service.schemas import (
+    ErrorPublic,
+    JobCreate,
+    JobKind,
+    JobPublic,
+    JobsPublic,
+    JobState,
+    ProgressPublic,
+    TrialPublic,
+)
+from service.store.records import TERMINAL, Job, NewJob
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+ERRORS: dict[int | str, dict[str, Any]] = {c: {"model": ErrorPublic} for c in (400, 401, 404, 409, 422, 429)}
+JobIdPath = Annotated[str, PathParam(pattern=r"^job_[0-9a-f]{20}$")]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200,
+                                              pattern=r"^[\x21-\x7e]+$")]
+SSE_POLL_S = 0.5
+
+
+def public(job: Job) -> JobPublic:
+    """API view of a job row."""
+    base = f"/v1/jobs/{job.id}"
+    progress = ProgressPublic(**{k: v for k, v in job.progress.items() if k in ProgressPublic.model_fields})
+    return JobPublic(
+        id=job.id, kind=job.kind, state=job.state, owner=job.owner, request=job.spec, progress=progress,  # type: ignore[arg-type]
+        created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at, attempts=job.attempts,
+        cancel_requested=job.cancel_requested, error=job.error, verdict=job.verdict, schedule_id=job.schedule_id,
+        links={"self": base, "events": f"{base}/events", "result": f"{base}/result", "report": f"{base}/report",
+               "curves": f"{base}/figures/curves.png", "trials": f"{base}/trials"},
+    )
+
+
+@router.post("", status_code=201, response_model=JobPublic, responses=ERRORS)
+def submit_job(body: JobCreate, response: Response, state: StateDep, principal: PrincipalDep,
+               idempotency_key: IdempotencyKey = None) -> JobPublic:
+    """Submit a job. The same ``Idempotency-Key`` with the same body returns the first job (200); with another
+    body, 422 ``idempotency_conflict``. References to datasets and checkpoints must be your own (404)."""
+    state.limiter.hit(principal.key_id, "submit")
+    worker_spec(body, state.store, principal.owner_filter)  # 404 / 422 now rather than a FAILED job later
+    job, created = state.store.create_job(NewJob(
+        owner=principal.key_id, kind=body.kind, spec=body.model_dump(mode="json"), spec_hash=spec_hash(body),
+        idempotency_key=idempotency_key, checkpoint_sha=body.checkpoint_id, dataset_id=body.dataset_id,
+        webhook_url=str(body.webhook_url) if body.webhook_url else None))
+    if created:
+        state.metrics.jobs_submitted.labels(kind=body.kind).inc()
+        state.dispatcher.wake()
+    else:
+        response.status_code = 200
+    return public(job)
+
+
+@router.get("", response_model=JobsPublic, responses=ERRORS)
+def list_jobs(state: StateDep, principal: PrincipalDep,
+              job_state: Annotated[JobState | None, Query(alias="state")] = None,
+              kind: Annotated[JobKind | None, Query()] = None,
+              schedule_id: Annotated[str | None, Query(pattern=r"^sch_[0-9a-f]{20}$")] = None,
+              limit: Annotated[int, Query(ge=1, le=200)] = 50,
+              offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> JobsPublic:
+    """Your jobs, newest first, filtered by state, kind or schedule."""
+    items, total = state.store.list_jobs(principal.owner_filter, state=job_state, kind=kind, schedule_id=schedule_id,
+                                         limit=limit, offset=offset)
+    return JobsPublic(items=[public(j) for j in items], total=total, limit=limit, offset=offset)
+
+
+@router.get("/{job_id}", response_model=JobPublic, responses=ERRORS)
+def get_job(job_id: JobIdPath, state: StateDep, principal: PrincipalDep) -> JobPublic:
+    """One job with its live progress (stage, trials done/total, best so far, ETA)."""
+    return public(state.store.get_job(job_id, principal.owner_filter))
+
+
+@router.post("/{job_id}/cancel", status_code=202, response_model=JobPublic, responses=ERRORS)
+def cancel_job(job_id: JobIdPath, state: StateDep, principal: PrincipalDep) -> JobPublic:
+    """Cancel: a queued job ends at once; a running one stops within seconds (409 once it has ended)."""
+    job = state.store.request_cancel(job_id, principal.owner_filter)
+    state.dispatcher.wake()
+    return public(job)
+
+
+def _result_dir(state: Any, job_id: str, owner: str | None) -> tuple[Job, Path]:
+    job = state.store.get_job(job_id, owner)
+    if job.state != "SUCCEEDED" or not job.result_path:
+        raise NotReadyError(f"job {job_id} is {job.state}: results exist once it has SUCCEEDED")
+    return job, Path(job.result_path)
+
+
+@router.get("/{job_id}/result", responses={**ERRORS, 200: {"content": {"application/json": {}}}})
+def job_result(job_id: JobIdPath, state: StateDep, principal: PrincipalDep) -> Response:
+    """The result JSON: the audit's ``result.json``, or for a censor job the new checkpoint and its provenance."""
+    job, folder = _result_dir(state, job_id, principal.owner_filter)
+    if job.kind == "censor":
+        from mlac.models import validate_checkpoint_dir
+
+        info = validate_checkpoint_dir(folder, check_values=False)
+        prov = folder / "provenance.json"
+        body = {"kind": "censor", "checkpoint_id": info.sha256,
+                "provenance": json.loads(prov.read_text(encoding="utf-8")) if prov.is_file() else {}}
+        return Response(json.dumps(body), media_type="application/json")
+    path = folder / "result.json"
+    if not path.is_file():
+        raise NotFoundError(f"job {job_id} has no result.json")
+    return Response(path.read_bytes(), media_type="application/json")
+
+
+@router.get("/{job_id}/report", response_class=HTMLResponse, responses=ERRORS)
+def job_report(job_id: JobIdPath, state: StateDep, principal: PrincipalDep) -> HTMLResponse:
+    """The self-contained HTML audit card."""
+    _, folder = _result_dir(state, job_id, principal.owner_filter)
+    path = folder / "report.html"
+    if not path.is_file():
+        raise NotFoundError(f"job {job_id} has no report (censor jobs have none)")
+    return HTMLResponse(path.read_text(encoding="utf-8"))
+
+
+@router.get("/{job_id}/figures/{name}.png", response_class=FileResponse, responses={**ERRORS, 200: {"content": {"image/png": {}}}})
+def job_figure(job_id: JobIdPath, name: Annotated[str, PathParam(pattern=r"^[a-z_]{1,40}$")], state: StateDep,
+               principal: PrincipalDep) -> FileResponse:
+    """A figure of the audit: ``curves`` or ``attack_budget``."""
+    _, folder = _result_dir(state, job_id, principal.owner_filter)
+    path = folder / f"{name}.png"
+    if not path.is_file():
+        raise NotFoundError(f"job {job_id} has no figure {name!r}")
+    return FileResponse(path, media_type="image/png")
+
+
+@router.get("/{job_id}/trials", response_model=list[TrialPublic], responses=ERRORS)
+def job_trials(job_id: JobIdPath, state: StateDep, principal: PrincipalDep) -> list[TrialPublic]:
+    """Finished trials of the job's searches (each recorded once, keyed by study and trial number)."""
+    state.store.get_job(job_id, principal.owner_filter)
+    return [TrialPublic(study=t.study, trial=t.trial, value=t.value, recorded_at=t.recorded_at)
+            for t in state.store.trial_results(job_id)]
+
+
+@router.get("/{job_id}/events", response_class=StreamingResponse,
+            responses={**ERRORS, 200: {"content": {"text/event-stream": {}}}})
+async def job_events(job_id: JobIdPath, state: StateDep, principal: PrincipalDep,
+                     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=20,
+                                                                 pattern=r"^[0-9]+$")] = None) -> StreamingResponse:
+    """Server-Sent Events: ``progress`` events (``id`` = sequence number, resume with ``Last-Event-ID``), then one
+    ``end`` event with the final state."""
+    store = state.store
+    await run_in_threadpool(store.get_job, job_id, principal.owner_filter)
+    start = int(last_event_id) if last_event_id else 0
+
+    async def stream() -> Any:
+        seq, idle = start, 0
+        while True:
+            events = await run_in_threadpool(store.events_since, job_id, seq)
+            for e in events:
+                seq = e.seq
+                yield f"id: {e.seq}\nevent: progress\ndata: {json.dumps(e.payload, default=str)}\n\n"
+            if events:
+                idle = 0
+                continue
+            job = await run_in_threadpool(store.get_job, job_id, None)
+            if job.state in TERMINAL:
+                yield f"event: end\ndata: {json.dumps({'state': job.state, 'verdict': job.verdict})}\n\n"
+                return
+            idle += 1
+            if idle % 30 == 0:
+                yield ": keep-alive\n\n"
+            await asyncio.sleep(SSE_POLL_S)
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

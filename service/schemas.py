@@ -1,0 +1,266 @@
+"""Request and response models of the API (separate input and output models, as the FastAPI template does).
+
+Every input model forbids unknown fields and bounds every number, string and list.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the checkpoint's weights")]
+DatasetId = Annotated[str, Field(pattern=r"^ds_[0-9a-f]{20}$")]
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]*$")]
+Column = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.\- ]+$")]
+WebhookUrl = Annotated[AnyHttpUrl, Field(description="called (POST, HMAC-signed) on completion and on a FAIL verdict")]
+Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]
+JobKind = Literal["censor", "audit", "censor_then_audit"]
+JobState = Literal["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]
+
+
+class Strict(BaseModel):
+    """Base of input models: unknown fields are a 422."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class AuditOptions(Strict):
+    """Overrides of the preset's audit protocol (None: the preset's value)."""
+
+    sizes: list[Annotated[int, Field(ge=1, le=100_000)]] | None = Field(default=None, min_length=1, max_length=16)
+    seeds: list[Seed] | None = Field(default=None, min_length=1, max_length=32)
+    tasks: list[Literal["harmful", "beneficial"]] | None = Field(default=None, min_length=1, max_length=2)
+    baselines: list[Literal["random", "base", "beneficial_tuned", "ac"]] | None = Field(default=None, max_length=4)
+    base_checkpoint_id: Sha256 | None = Field(default=None, description="base model of the baselines ('audit' jobs)")
+    tiny_base: bool = Field(default=False, description="build the baselines from a tiny BERT trained on the dataset")
+    max_trials: int | None = Field(default=None, ge=1, le=500)
+    patience: int | None = Field(default=None, ge=1, le=500)
+    reruns: int | None = Field(default=None, ge=1, le=50)
+    selection_max: int | None = Field(default=None, ge=2, le=1_000_000)
+    report_max: int | None = Field(default=None, ge=2, le=1_000_000)
+    max_length: int | None = Field(default=None, ge=8, le=512)
+    split_seed: Seed = 0
+
+
+class CensorOptions(Strict):
+    """Overrides of the preset's MLAC training configuration (None: the preset's value)."""
+
+    outer_steps: int | None = Field(default=None, ge=1, le=1_000_000)
+    inner_steps: int | None = Field(default=None, ge=0, le=64)
+    second_order: bool | None = None
+    adv_loss: Literal["remap", "neg_ce"] | None = None
+    w_adv: float | None = Field(default=None, ge=0, le=1000)
+    outer_lr: float | None = Field(default=None, gt=0, le=1)
+    outer_batch_size: int | None = Field(default=None, ge=1, le=1024)
+    inner_batch_sizes: list[Annotated[int, Field(ge=1, le=1024)]] | None = Field(default=None, min_length=1, max_length=8)
+    max_length: int | None = Field(default=None, ge=8, le=512)
+    val_every: int | None = Field(default=None, ge=1, le=1_000_000)
+    checkpoint_every: int | None = Field(default=None, ge=1, le=1_000_000)
+    seed: Seed | None = None
+
+
+class JobCreate(Strict):
+    """A job: censor a checkpoint, audit one, or censor then audit the result against the baselines."""
+
+    kind: JobKind
+    dataset_id: DatasetId
+    checkpoint_id: Sha256 | None = Field(default=None, description="base model (censor) or model under audit (audit)")
+    preset: Literal["smoke", "quick", "paper"] = "smoke"
+    audit: AuditOptions = Field(default_factory=AuditOptions)
+    censor: CensorOptions = Field(default_factory=CensorOptions)
+    webhook_url: WebhookUrl | None = None
+
+
+class ProgressPublic(BaseModel):
+    """Live progress of a job."""
+
+    stage: str | None = None
+    trials_done: int | None = None
+    trials_total: int | None = None
+    studies_done: int | None = None
+    studies_total: int | None = None
+    best_so_far: float | None = None
+    step: int | None = None
+    eta_s: float | None = None
+    updated_at: float | None = None
+
+
+class JobPublic(BaseModel):
+    """A job as the API shows it."""
+
+    id: str
+    kind: str
+    state: JobState
+    owner: str
+    request: dict[str, Any]
+    progress: ProgressPublic
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    attempts: int
+    cancel_requested: bool
+    error: str | None
+    verdict: str | None
+    schedule_id: str | None
+    links: dict[str, str]
+
+
+class JobsPublic(BaseModel):
+    """A page of jobs."""
+
+    items: list[JobPublic]
+    total: int
+    limit: int
+    offset: int
+
+
+class TrialPublic(BaseModel):
+    """One finished trial of a job's search."""
+
+    study: str
+    trial: int
+    value: float | None
+    recorded_at: float
+
+
+class CheckpointPublic(BaseModel):
+    """An uploaded checkpoint."""
+
+    id: str
+    sha256: str
+    name: str
+    size_bytes: int
+    model_type: str | None
+    hidden_size: int | None
+    num_parameters: int | None
+    num_beneficial: int | None
+    created_at: float
+
+
+class CheckpointsPublic(BaseModel):
+    """A page of checkpoints."""
+
+    items: list[CheckpointPublic]
+    total: int
+    limit: int
+    offset: int
+
+
+class SyntheticDatasetCreate(Strict):
+    """Parameters of the seeded synthetic biography generator."""
+
+    name: Name = "synthetic"
+    n_bios: int = Field(default=2000, ge=100, le=200_000)
+    seed: Seed = 0
+    n_professions: int = Field(default=12, ge=2, le=28)
+    gender_cue_strength: float = Field(default=1.0, ge=0, le=1)
+    name_cue_rate: float = Field(default=0.85, ge=0, le=1)
+    noun_cue_rate: float = Field(default=0.15, ge=0, le=1)
+    names_per_gender: int = Field(default=400, ge=1, le=5000)
+    male_fraction: float = Field(default=0.54, ge=0, le=1)
+
+
+class DatasetPublic(BaseModel):
+    """A dataset."""
+
+    id: str
+    name: str
+    source: str
+    num_rows: int
+    fingerprint: str
+    beneficial_names: list[str]
+    harmful_names: list[str]
+    created_at: float
+
+
+class DatasetsPublic(BaseModel):
+    """A page of datasets."""
+
+    items: list[DatasetPublic]
+    total: int
+    limit: int
+    offset: int
+
+
+class ScheduleCreate(Strict):
+    """A cron schedule that creates a job from ``job`` at every slot."""
+
+    name: Name = "schedule"
+    cron: str = Field(min_length=9, max_length=120, pattern=r"^[0-9A-Za-z*/,\-? ]+$", description="5-field cron, e.g. '0 3 * * *'")
+    timezone: str = Field(default="UTC", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_+\-/]+$")
+    job: JobCreate
+    webhook_url: WebhookUrl | None = None
+
+
+class ScheduleRunPublic(BaseModel):
+    """One fired slot."""
+
+    slot: str
+    job_id: str
+    fired_at: float
+
+
+class SchedulePublic(BaseModel):
+    """A schedule with its next slots and recent runs."""
+
+    id: str
+    name: str
+    cron: str
+    timezone: str
+    paused: bool
+    job: dict[str, Any]
+    webhook_url: str | None
+    created_at: float
+    last_slot: str | None
+    next_runs: list[str]
+    past_runs: list[ScheduleRunPublic]
+
+
+class SchedulesPublic(BaseModel):
+    """A page of schedules."""
+
+    items: list[SchedulePublic]
+    total: int
+    limit: int
+    offset: int
+
+
+class ApiKeyCreate(Strict):
+    """A new API key (admin only)."""
+
+    name: Name
+    is_admin: bool = False
+
+
+class ApiKeyPublic(BaseModel):
+    """An API key's metadata; ``key`` is present only in the answer that created it."""
+
+    id: str
+    name: str
+    is_admin: bool
+    created_at: float
+    revoked: bool
+    key: str | None = None
+
+
+class Health(BaseModel):
+    """Liveness and what the service runs on."""
+
+    status: Literal["ok"]
+    version: str
+    store: str
+    runner: str
+
+
+class ErrorBody(BaseModel):
+    """``{"code": ..., "message": ...}``."""
+
+    code: str
+    message: str
+
+
+class ErrorPublic(BaseModel):
+    """Every error answer."""
+
+    error: ErrorBody
