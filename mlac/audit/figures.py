@@ -14,7 +14,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from mlac.audit.curves import CurvePoint, series
 from mlac.audit.derived import BASELINE_LABELS
@@ -97,15 +97,16 @@ def plot_curves(result: AuditResult, path: str | Path) -> list[str]:
 
 def _budget_panel(ax: Axes, entries: list[dict[str, Any]], key: str, x_key: str, log_x: bool,
                   colours: dict[str, Any], size_style: dict[int, str]) -> None:
-    """One step line (mean over seeds of the report accuracy) and min-max band per entry."""
+    """One step line (mean over seeds of the report accuracy, a dot where the search ended) and a min-max
+    band per entry."""
     for e in entries:
         rows = [r for r in e.get(key) or [] if r.get("report") and (not log_x or float(r[x_key]) > 0)]
         if not rows:
             continue
         xs = [float(r[x_key]) for r in rows]
         colour = colours.get(e["model"], "black")
-        ax.step(xs, [r["report"]["mean"] for r in rows], where="post", color=colour,
-                linestyle=size_style[int(e["n"])], label=_text(f"{e['model']} n={e['n']}"))
+        ax.step(xs, [r["report"]["mean"] for r in rows], where="post", color=colour, marker="o", markersize=3,
+                markevery=[len(xs) - 1], linestyle=size_style[int(e["n"])], label=_text(f"{e['model']} n={e['n']}"))
         ax.fill_between(xs, [r["report"]["min"] for r in rows], [r["report"]["max"] for r in rows], step="post",
                         color=colour, alpha=0.1, linewidth=0)
 
@@ -124,6 +125,7 @@ def plot_attack_budget(result: AuditResult, path: str | Path, task: str = "harmf
         has_data = bool(ax.get_legend_handles_labels()[0])
         if log_x and has_data:
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
         elif not log_x:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel(xlabel + (" (log scale)" if log_x and has_data else ""))

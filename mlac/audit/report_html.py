@@ -26,7 +26,8 @@ CAVEATS = (
     "Accuracies are measured on the report split, which was never seen by censoring, baseline training or "
     "the attacker's hyperparameter search (the search is scored on a separate selection split).",
     "Intervals are over attacker seeds only: each seed changes the attacker's training subset and search RNG. "
-    "With one seed the intervals are degenerate (a single value).",
+    "With one seed the intervals are degenerate (a single value); with few seeds the t-interval is wide "
+    "and may extend beyond [0, 1] (shown unclipped).",
     "The data-cost multiplier is read off the audited curve between the measured sizes; beyond them only "
     "a bound is known (shown as '> x' or '<= x').",
     "An attacker with more data, compute or an attack family not searched here may do better: the curves "
