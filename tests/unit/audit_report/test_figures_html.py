@@ -107,3 +107,18 @@ def test_rerender_redraws_without_touching_the_result(make_result, tmp_path: Pat
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no audit result"):
         rerender(tmp_path / "empty")
+
+
+def test_baselines_only_single_seed_harmful_only(make_result, tmp_path: Path) -> None:
+    full = make_result()
+    points = [p for p in full.seed_points if p.model != "censored" and p.task == "harmful" and p.seed == 0]
+    from mlac.audit.curves import build_curves
+
+    result = AuditResult(request={"note": "<b>bold</b>"}, curves=build_curves(points), seed_points=points)
+    assert all(c.ci_bootstrap == c.ci_t == (c.mean, c.mean) for c in result.curves)  # one seed: degenerate
+    assert result.verdict.status == "INCONCLUSIVE" and result.derived["models"] == {}
+    paths = write_report(result, tmp_path)
+    assert plot_curves(result, tmp_path / "c.png") == ["harmful:base", "harmful:random"]
+    html = paths["report"].read_text()
+    assert "Verdict: INCONCLUSIVE" in html and "&lt;b&gt;bold&lt;/b&gt;" in html and "No provenance" in html
+    assert AuditResult.read(paths["result"]).to_json() == result.to_json()
