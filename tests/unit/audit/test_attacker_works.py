@@ -22,7 +22,7 @@ def _point(ckpt: Path, dataset: Path, seed: int, ctx: WorkerContext) -> float:
                      params={}, trial_seed=0, eval_every=25)
     space = SearchSpace(lr_low=1e-3, lr_high=3e-2, steps_min=50, steps_max=150, steps_step=50, kinds=("probe",))
     cfg = SearchConfig(max_trials=6, patience=6, reruns=2, eval_every=25, tpe_startup_trials=3)
-    driver = StudyDriver(key, spec, space, cfg, audit_id="works", storage=None, executor=InProcessExecutor(ctx))
+    driver = StudyDriver(key, spec, space, cfg, model_sha=ckpt.name, data_fingerprint="works", storage=None, executor=InProcessExecutor(ctx))
     return driver.run().report_accuracy
 
 

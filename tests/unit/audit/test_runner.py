@@ -1,50 +1,101 @@
-"""Whole searches through the runner: determinism of the seed points, resume of a finished audit, baselines."""
+"""Whole audits through the runner: result JSON determinism, resume after an interruption, studies run
+several at a time give the same points as one at a time, baselines reused."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 
 from mlac.audit.presets import build_request
-from mlac.audit.runner import STUDIES_FILE, execute_audit
+from mlac.audit.runner import STUDIES_FILE, execute_audit, run_audit
 from mlac.audit.search import InProcessExecutor
+from mlac.errors import StoppedError
 
-TIMING_KEYS = {"attacker_wall_s", "wall_s_cum"}
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def _strip(obj: Any) -> Any:
+def _strip(obj: Any, out_dir: Path) -> Any:
+    """Drop timings (any key naming wall time) and the output folder's own path."""
     if isinstance(obj, dict):
-        return {k: _strip(v) for k, v in obj.items() if k not in TIMING_KEYS}
+        return {k: _strip(v, out_dir) for k, v in obj.items() if "wall" not in k and k != "timings"}
     if isinstance(obj, list):
-        return [_strip(v) for v in obj]
+        return [_strip(v, out_dir) for v in obj]
+    if isinstance(obj, str):
+        return obj.replace(str(out_dir.resolve()), "<OUT>")
     return obj
 
 
-def test_same_request_same_points_and_resume(tmp_path: Path, audit_dataset: Path, tiny_checkpoint: Path) -> None:
+class Wide(InProcessExecutor):
+    """In-process executor that claims to run ``concurrency`` trials at once; records batch sizes."""
+
+    def __init__(self, concurrency: int, stop_after: int | None = None) -> None:
+        super().__init__()
+        self.concurrency = concurrency
+        self.stop_after = stop_after
+        self.batches: list[int] = []
+
+    def map(self, specs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        self.batches.append(len(specs))
+        return super().map(specs)
+
+    def should_stop(self) -> bool:
+        return self.stop_after is not None and self.executed >= self.stop_after
+
+
+@pytest.fixture(scope="module")
+def request_(audit_dataset: Path, tiny_checkpoint: Path) -> Any:
+    return build_request("smoke", dataset=str(audit_dataset), models=(str(tiny_checkpoint),), base=str(tiny_checkpoint),
+                         baselines=("random",), tasks=("harmful",), sizes=(20,), seeds=(0, 1))
+
+
+def test_same_request_same_result_json(tmp_path: Path, request_: Any) -> None:
     torch.set_num_threads(1)
-    req = build_request("smoke", dataset=str(audit_dataset), models=(str(tiny_checkpoint),), base=str(tiny_checkpoint),
-                        baselines=("random",), tasks=("harmful",), sizes=(20,), seeds=(0, 1))
     events: list[dict[str, Any]] = []
-    execute_audit(req, tmp_path / "a", progress=events.append)
-    execute_audit(req, tmp_path / "b")
-    a = json.loads((tmp_path / "a" / STUDIES_FILE).read_text())
-    b = json.loads((tmp_path / "b" / STUDIES_FILE).read_text())
-    assert len(a) == 2 * 1 * 1 * 2
-    assert _strip(a) == _strip(b)
-    assert {r["model"] for r in a} == {"tiny", "random"}
-    assert all(len(r["rerun_accuracies"]) == 2 and 1 <= r["trials_run"] <= 4 for r in a)
+    result = run_audit(request_, tmp_path / "a", progress=events.append)
+    run_audit(request_, tmp_path / "b")
+    a = json.loads((tmp_path / "a" / "result.json").read_text())
+    b = json.loads((tmp_path / "b" / "result.json").read_text())
+    assert _strip(a, tmp_path / "a") == _strip(b, tmp_path / "b")
+    assert a["schema_version"] == result.schema_version
+    assert {c["model"] for c in a["curves"]} == {"tiny", "random"}
+    assert len(a["seed_points"]) == 2 * 1 * 1 * 2
+    assert all(len(p["rerun_accuracies"]) == 2 and 1 <= p["trials_run"] <= 4 for p in a["seed_points"])
+    assert a["provenance"]["checkpoints"]["random"]["sha256"] != a["provenance"]["checkpoints"]["tiny"]["sha256"]
+    for name in ("curves.png", "attack_budget.png"):
+        assert (tmp_path / "a" / name).read_bytes()[:8] == PNG_MAGIC
     stages = [e["stage"] for e in events]
-    assert stages[0] == "prepare" and "baselines" in stages and stages[-1] == "search"
-    last = events[-1]
-    assert last["studies_done"] == last["studies_total"] == 4 and last["trials_done"] >= 4
-    # Running the same audit into the same folder resumes: the baseline is reused and no trial runs again.
-    ex = InProcessExecutor()
-    recipe = (tmp_path / "a" / "baselines" / "random" / "recipe.json").stat().st_mtime_ns
-    _, results = execute_audit(req, tmp_path / "a", executor=ex)
-    assert ex.executed == 0
-    assert (tmp_path / "a" / "baselines" / "random" / "recipe.json").stat().st_mtime_ns == recipe
-    assert _strip([r for r in json.loads((tmp_path / "a" / STUDIES_FILE).read_text())]) == _strip(a)
-    assert len(results) == 4
+    assert stages[0] == "prepare" and "baselines" in stages and "search" in stages and stages[-1] == "done"
+    last_search = [e for e in events if e["stage"] == "search"][-1]
+    assert last_search["studies_done"] == last_search["studies_total"] == 4
+    assert last_search["trials_done"] >= 4 and "best_so_far" in last_search
+
+
+def test_interrupted_audit_resumes_and_width_does_not_change_points(tmp_path: Path, request_: Any) -> None:
+    torch.set_num_threads(1)
+    sequential = Wide(concurrency=1)
+    execute_audit(request_, tmp_path / "seq", executor=sequential)
+    expected = json.loads((tmp_path / "seq" / STUDIES_FILE).read_text())
+    assert max(sequential.batches) == request_.search.reruns  # one study at a time: trials one by one, then reruns
+
+    # Four studies in flight: batches of up to four trials, then a stop after six trial runs.
+    first = Wide(concurrency=4, stop_after=6)
+    with pytest.raises(StoppedError):
+        execute_audit(request_, tmp_path / "par", executor=first, should_stop=first.should_stop)
+    assert max(first.batches) > request_.search.reruns and 6 <= first.executed < sequential.executed
+    recipe = (tmp_path / "par" / "baselines" / "random" / "recipe.json").stat().st_mtime_ns
+
+    second = Wide(concurrency=4)
+    execute_audit(request_, tmp_path / "par", executor=second)
+    # Finished trials were reused: together the two runs executed exactly what one run needs.
+    assert first.executed + second.executed == sequential.executed
+    assert _strip(json.loads((tmp_path / "par" / STUDIES_FILE).read_text()), tmp_path) == _strip(expected, tmp_path)
+    assert (tmp_path / "par" / "baselines" / "random" / "recipe.json").stat().st_mtime_ns == recipe
+
+    third = Wide(concurrency=4)
+    execute_audit(request_, tmp_path / "par", executor=third)
+    assert third.executed == 0

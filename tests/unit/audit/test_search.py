@@ -47,7 +47,7 @@ def _driver(ckpt: Path, dataset: Path, storage: Any, executor: Any, cfg: SearchC
     key = StudyKey("tiny", str(ckpt), "harmful", 40, 0)
     spec = TrialSpec(checkpoint=str(ckpt), dataset=str(dataset), task="harmful", n=40, subset_seed=0, params={},
                      trial_seed=0, eval_every=10, selection_max=100, report_max=100)
-    return StudyDriver(key, spec, SPACE, cfg, audit_id="test", storage=storage, executor=executor, **kw)
+    return StudyDriver(key, spec, SPACE, cfg, model_sha="sha-test", data_fingerprint="data-test", storage=storage, executor=executor, **kw)
 
 
 def test_resume_reuses_finished_trials(tmp_path: Path, tiny_checkpoint: Path, audit_dataset: Path) -> None:
@@ -116,3 +116,45 @@ def test_search_space_and_config_errors() -> None:
         SearchConfig(max_trials=0)
     with pytest.raises(ConfigError, match="storage"):
         open_storage("nowhere")
+
+
+def test_study_name_is_deterministic_and_budget_free(tiny_checkpoint: Path, audit_dataset: Path) -> None:
+    from dataclasses import replace
+
+    from mlac.audit.search import study_identity, study_name
+
+    key = StudyKey("tiny", str(tiny_checkpoint), "harmful", 40, 0)
+    spec = TrialSpec(checkpoint=str(tiny_checkpoint), dataset=str(audit_dataset), task="harmful", n=40, subset_seed=0,
+                     params={}, trial_seed=0)
+    cfg = SearchConfig(max_trials=6)
+
+    def name(**kw: Any) -> str:
+        args: dict[str, Any] = {"key": key, "base_spec": spec, "space": SPACE, "config": cfg, "model_sha": "a", "data": "d"}
+        args.update(kw)
+        ident = study_identity(args["key"], args["base_spec"], args["space"], args["config"], model_sha=args["model_sha"],
+                               data_fingerprint=args["data"])
+        return study_name(args["key"], ident)
+
+    assert name() == name()
+    assert name(config=replace(cfg, max_trials=50, patience=3, reruns=15)) == name()  # a larger budget resumes
+    assert name(base_spec=replace(spec, checkpoint="/elsewhere", dataset="/moved.parquet")) == name()  # content, not paths
+    for changed in (name(model_sha="b"), name(data="e"), name(space=replace(SPACE, kinds=("probe", "full"))),
+                    name(key=replace(key, seed=1)), name(config=replace(cfg, parallelism=2)),
+                    name(base_spec=replace(spec, subset_seed=9))):
+        assert changed != name()
+
+
+def test_trial_left_running_by_a_crash_is_requeued(tmp_path: Path, tiny_checkpoint: Path, audit_dataset: Path) -> None:
+    cfg = SearchConfig(max_trials=3, patience=100, reruns=1, eval_every=10, tpe_startup_trials=2)
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    crashed = _driver(tiny_checkpoint, audit_dataset, open_storage(url), Counting(), cfg)
+    specs = crashed.next_specs()  # asked, never told: the process "died" here
+    lost = specs[0]["params"]
+    ex = Counting()
+    result = _driver(tiny_checkpoint, audit_dataset, open_storage(url), ex, cfg).run()
+    trials = result.trial_history
+    assert len(trials) == 3 and ex.executed == 2 + 1  # the FAIL counts toward the budget; one rerun
+    study = optuna.load_study(study_name=crashed.study.study_name, storage=url)
+    first, second = study.trials[0], study.trials[1]
+    assert first.state == optuna.trial.TrialState.FAIL and "interrupted" in first.user_attrs["error"]
+    assert second.user_attrs["attack_params"] == lost  # the lost configuration ran again
