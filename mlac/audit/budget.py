@@ -6,17 +6,18 @@ Each seed's ``trial_history`` is a step function of its own budget. Across seeds
   that stopped early on patience keeps what it found);
 - by compute: on the union of the seeds' cumulative-compute values, each seed contributes its best so
   far at that budget; a budget is plotted only once every seed has a completed trial within it (a mean
-  over a changing subset of seeds would jump for no reason).
+  over a changing subset of seeds would jump for no reason), and only where the summary changes (plus
+  the final budget): the step curve is the same, the stored rows far fewer.
 Report-split values are what the curves show; the selection-split best so far (what the attacker could
 see) is kept beside it.
 """
 
 from __future__ import annotations
 
+import bisect
+import math
 from collections import defaultdict
 from typing import Any
-
-import numpy as np
 
 from mlac.audit.curves import SeedPoint
 
@@ -30,36 +31,48 @@ def _value(row: dict[str, Any], key: str) -> float | None:
 
 def _summary(values: list[float | None]) -> dict[str, float] | None:
     """Mean and min/max over seeds, or None when a seed has no value yet."""
-    if not values or any(v is None for v in values):
+    present = [v for v in values if v is not None]
+    if not values or len(present) < len(values):
         return None
-    arr = np.asarray(values, dtype=float)
-    return {"mean": float(arr.mean()), "min": float(arr.min()), "max": float(arr.max())}
+    return {"mean": math.fsum(present) / len(present), "min": min(present), "max": max(present)}
 
 
-def _at_budget(history: list[dict[str, Any]], axis: str, budget: float) -> dict[str, Any] | None:
-    """The last history row whose cumulative ``axis`` is within ``budget`` (None before the first)."""
-    last = None
-    for row in history:
-        if float(row.get(axis, 0.0)) <= budget:
-            last = row
-        else:
-            break
-    return last
+def _summaries(rows: list[dict[str, Any] | None]) -> dict[str, dict[str, float] | None]:
+    return {key.replace("best_", "").replace("_acc_so_far", ""): _summary(
+        [None if r is None else _value(r, key) for r in rows]) for key in _METRICS}
 
 
-def _rows(histories: list[list[dict[str, Any]]], x_key: str, xs: list[float],
-          pick: Any) -> list[dict[str, Any]]:
+def _row(x_key: str, x: float, summaries: dict[str, dict[str, float] | None]) -> dict[str, Any]:
+    report = summaries["report"]
+    assert report is not None
+    # flat aliases of the plotted series: x, and the report summary as mean / lo / hi
+    return {x_key: x, **summaries, "x": x, "mean": report["mean"], "lo": report["min"], "hi": report["max"]}
+
+
+def _by_trials(histories: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
     out = []
-    for x in xs:
-        rows = [pick(h, x) for h in histories]
-        entry: dict[str, Any] = {x_key: x}
-        for key in _METRICS:
-            entry[key.replace("best_", "").replace("_acc_so_far", "")] = _summary(
-                [None if r is None else _value(r, key) for r in rows])
-        if entry["report"] is not None:
-            # flat aliases of the plotted series: x, and the report summary as mean / lo / hi
-            entry.update(x=x, mean=entry["report"]["mean"], lo=entry["report"]["min"], hi=entry["report"]["max"])
-            out.append(entry)
+    for t in range(1, max(len(h) for h in histories) + 1):
+        summaries = _summaries([h[min(t, len(h)) - 1] for h in histories])
+        if summaries["report"] is not None:
+            out.append(_row("trials", t, summaries))
+    return out
+
+
+def _by_compute(histories: list[list[dict[str, Any]]], axis: str, x_key: str) -> list[dict[str, Any]]:
+    """Step function on the union of the seeds' budgets; only the budgets where a summary changes (and
+    the last one) are kept, which keeps ``result.json`` small and the post-step plot exact."""
+    cums = [[float(r.get(axis, 0.0)) for r in h] for h in histories]
+    grid = sorted({x for c in cums for x in c})
+    out: list[dict[str, Any]] = []
+    last: dict[str, Any] | None = None
+    for i, x in enumerate(grid):
+        picks = [bisect.bisect_right(c, x) for c in cums]
+        summaries = _summaries([h[j - 1] if j else None for h, j in zip(histories, picks, strict=True)])
+        if summaries["report"] is None:
+            continue
+        if summaries != last or i == len(grid) - 1:
+            out.append(_row(x_key, x, summaries))
+            last = summaries
     return out
 
 
@@ -76,13 +89,9 @@ def budget_curves(points: list[SeedPoint]) -> list[dict[str, Any]]:
                      for p in sorted(group, key=lambda p: p.seed) if p.trial_history]
         if not histories:
             continue
-        length = max(len(h) for h in histories)
-        entry: dict[str, Any] = {"model": model, "task": task, "n": n, "seeds": len(histories), "metric": "report"}
-        entry["by_trials"] = _rows(histories, "trials", list(range(1, length + 1)),
-                                   lambda h, t: h[min(int(t), len(h)) - 1])
-        for axis, name in (("wall_s_cum", "wall_s"), ("flops_cum", "flops")):
-            grid = sorted({float(r.get(axis, 0.0)) for h in histories for r in h})
-            entry[f"by_{name}"] = _rows(histories, name, grid,
-                                        lambda h, x, axis=axis: _at_budget(h, axis, x))
+        entry: dict[str, Any] = {"model": model, "task": task, "n": n, "seeds": len(histories), "metric": "report",
+                                 "by_trials": _by_trials(histories),
+                                 "by_wall_s": _by_compute(histories, "wall_s_cum", "wall_s"),
+                                 "by_flops": _by_compute(histories, "flops_cum", "flops")}
         out.append(entry)
     return out

@@ -45,3 +45,11 @@ def test_by_compute_starts_once_every_seed_has_a_result(key: str, x_key: str, sc
     assert [r[x_key] for r in rows] == [2.0 * scale, 3.0 * scale, 4.0 * scale]
     assert [r["report"]["mean"] for r in rows] == [pytest.approx(0.55), pytest.approx(0.7), pytest.approx(0.75)]
     assert rows[0]["selection"]["mean"] == pytest.approx(0.625)
+
+
+def test_compute_rows_are_kept_only_where_the_step_changes() -> None:
+    flat = [_row(1, 1.0, 10.0, 0.6, 0.7), _row(2, 2.0, 20.0, 0.6, 0.7), _row(3, 3.0, 30.0, 0.6, 0.7),
+            _row(4, 4.0, 40.0, 0.65, 0.75), _row(5, 5.0, 50.0, 0.65, 0.75)]
+    entry = budget_curves([SeedPoint("m", "harmful", 20, 0, 0.65, 0.75, trial_history=flat)])[0]
+    assert [r["wall_s"] for r in entry["by_wall_s"]] == [1.0, 4.0, 5.0]  # first, the improvement, the end
+    assert [r["trials"] for r in entry["by_trials"]] == [1, 2, 3, 4, 5]  # the trial axis keeps every trial
