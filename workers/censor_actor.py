@@ -53,8 +53,10 @@ class CensorRun:
         self._stop.set()
 
     def _record(self, event: dict[str, Any]) -> None:
+        """Keep the latest step record merged with the latest validation record (plain values only)."""
         with self._lock:
-            self._latest = {k: v for k, v in event.items() if isinstance(v, (int, float, str, bool, type(None)))}
+            self._latest.update({k: v for k, v in event.items() if isinstance(v, (int, float, str, bool, type(None)))})
+            self._latest["attempt_pid"] = os.getpid()
 
     def run(self) -> dict[str, Any]:
         """Train (resuming if a state exists); return a plain summary of the result."""

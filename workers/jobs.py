@@ -12,13 +12,13 @@ the censor state and the Optuna journal live in the job's output folder.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
-import time
 import traceback
-from collections.abc import Callable
+import uuid
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import ray
 
@@ -28,10 +28,15 @@ from mlac.errors import ConfigError, MlacError, StoppedError
 from workers.censor_actor import censor_actor_class
 from workers.executor import RayTrialExecutor
 from workers.metrics import audit_metrics
+from workers.progress import CANCELLED, FAILED, SUCCEEDED, CallbackSink, EventLog, ProgressSink
+from workers.resources import censor_options
 from workers.settings import RaySettings
+
+__all__ = ["KINDS", "CallbackSink", "JobDriver", "JobRunner", "ProgressSink", "actor_name"]
 
 KINDS = ("censor", "audit", "censor_then_audit")
 NAMESPACE = "mlac-audit"
+log = logging.getLogger(__name__)
 
 
 def actor_name(job_id: str) -> str:
@@ -39,27 +44,39 @@ def actor_name(job_id: str) -> str:
     return f"mlac-job-{job_id}"
 
 
-class ProgressSink(Protocol):
-    """Where job progress goes (the service's job store implements this)."""
-
-    def event(self, job_id: str, event: dict[str, Any]) -> None:
-        """A progress event (stage, trials done/total, best so far, ...)."""
-
-    def finished(self, job_id: str, state: str, result_path: str | None, error: str | None) -> None:
-        """The job ended: SUCCEEDED, FAILED (with the traceback) or CANCELLED."""
+def check_spec(kind: str, spec: dict[str, Any]) -> None:
+    """ConfigError unless ``spec`` has what ``kind`` needs (see :class:`JobDriver`)."""
+    if kind not in KINDS:
+        raise ConfigError(f"unknown job kind {kind!r}; choose from {', '.join(KINDS)}")
+    needed = {"censor": ("base", "dataset"), "audit": ("request",), "censor_then_audit": ("base", "dataset", "request")}[kind]
+    missing = [k for k in needed if k not in spec]
+    if missing:
+        raise ConfigError(f"a {kind} job spec needs {', '.join(needed)}; missing {', '.join(missing)}")
 
 
 class JobDriver:
-    """Runs one job; plain logic, made remote by :func:`JobRunner.submit`."""
+    """Runs one job; plain logic, made remote (a named, detached, restartable actor) by :class:`JobRunner`.
+
+    ``spec`` by kind (plain JSON data):
+
+    - ``audit``: ``{"request": AuditRequest.to_dict()}``
+    - ``censor``: ``{"base": checkpoint dir, "dataset": saved dataset, "censor_config": MLACConfig fields,
+      "split_seed": int (default 0)}``
+    - ``censor_then_audit``: both; the censored model is added to the request's models.
+
+    Output folder: ``censored/`` (checkpoint and resume state), ``audit/`` (report, Optuna journal),
+    ``trials/`` (one JSON per trial, written once).
+    """
 
     def __init__(self, job_id: str, kind: str, spec: dict[str, Any], out_dir: str, settings: dict[str, Any]) -> None:
-        if kind not in KINDS:
-            raise ConfigError(f"unknown job kind {kind!r}; choose from {KINDS}")
+        check_spec(kind, spec)
         self.job_id, self.kind, self.spec, self.out_dir = job_id, kind, spec, Path(out_dir)
         self.settings = RaySettings(**{**settings, "data_dir": Path(settings.get("data_dir", "data"))})
         self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._events: list[dict[str, Any]] = []
+        self._run_lock = threading.Lock()
+        self._outcome: dict[str, Any] | None = None
+        self.log = EventLog()
+        self.instance = uuid.uuid4().hex
         self._censor: Any = None
         self.executor: RayTrialExecutor | None = None
 
@@ -73,35 +90,44 @@ class JobDriver:
 
     def events(self, since: int = 0) -> list[dict[str, Any]]:
         """Progress events from index ``since`` on."""
-        with self._lock:
-            return list(self._events[since:])
+        return self.log.since(since)
+
+    def poll(self, since: int = 0) -> dict[str, Any]:
+        """``{"instance": id of this actor incarnation, "events": events from index since}``; a new
+        instance id tells the watcher that Ray restarted the driver and its event log began again."""
+        return {"instance": self.instance, "events": self.log.since(since)}
 
     def nodes(self) -> list[str]:
         """Ray node ids on which trials ran."""
         return sorted(self.executor.nodes) if self.executor is not None else []
 
     def _emit(self, event: dict[str, Any]) -> None:
-        clean = {k: v for k, v in event.items() if isinstance(v, (int, float, str, bool, type(None)))}
-        clean["t"] = time.time()
-        with self._lock:
-            self._events.append(clean)
-        best = event.get("best_report_accuracy")
-        if isinstance(best, float) and event.get("task") == "harmful":
-            audit_metrics()["best_harmful"].set(best, tags={"job": self.job_id})
+        clean = self.log.append(event)
+        if clean.get("best_harmful_so_far") is not None:
+            audit_metrics()["best_harmful"].set(float(clean["best_harmful_so_far"]), tags={"job": self.job_id})
 
     def run(self) -> dict[str, Any]:
-        """Run the job to its end; returns {state, result_path, error}. Never raises."""
+        """Run the job to its end; returns {state, result_path, error}. Never raises.
+
+        Idempotent: a second call (a re-attached watcher) waits for the first and returns the same outcome.
+        """
+        with self._run_lock:
+            if self._outcome is None:
+                self._outcome = self._run_once()
+            return dict(self._outcome)
+
+    def _run_once(self) -> dict[str, Any]:
         try:
             result_path = self._run()
-            return {"state": "SUCCEEDED", "result_path": result_path, "error": None}
+            return {"state": SUCCEEDED, "result_path": result_path, "error": None}
         except StoppedError as exc:
-            return {"state": "CANCELLED", "result_path": None, "error": str(exc)}
+            return {"state": CANCELLED, "result_path": None, "error": str(exc)}
         except MlacError as exc:
-            return {"state": "FAILED", "result_path": None, "error": f"{type(exc).__name__} [{exc.code}]: {exc}"}
+            return {"state": FAILED, "result_path": None, "error": f"{type(exc).__name__} [{exc.code}]: {exc}"}
         except Exception:
             if self._stop.is_set():
-                return {"state": "CANCELLED", "result_path": None, "error": "cancelled"}
-            return {"state": "FAILED", "result_path": None, "error": traceback.format_exc()}
+                return {"state": CANCELLED, "result_path": None, "error": "cancelled"}
+            return {"state": FAILED, "result_path": None, "error": traceback.format_exc()}
 
     def _run(self) -> str:
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -113,12 +139,8 @@ class JobDriver:
         request = AuditRequest.from_dict(dict(self.spec["request"]))
         if censored is not None:
             request = request.replace(models=(*request.models, censored))
-        request = request.replace(search=asdict(request.search) | {"parallelism": self.settings.max_concurrency})
-        self.executor = RayTrialExecutor(
-            job_id=self.job_id, num_cpus=self.settings.trial_cpus, num_gpus=self.settings.trial_gpus,
-            resources=self.settings.trial_resources, max_retries=self.settings.trial_max_retries,
-            should_stop=self._stop.is_set,
-        )
+        self.executor = RayTrialExecutor.from_settings(self.settings, job_id=self.job_id, should_stop=self._stop.is_set,
+                                                       results_dir=str(self.out_dir / "trials"))
         audit_dir = self.out_dir / "audit"
         run_audit(request, audit_dir, progress=self._emit, should_stop=self._stop.is_set, executor=self.executor)
         return str(audit_dir)
@@ -127,30 +149,45 @@ class JobDriver:
         self._emit({"stage": "censor"})
         out = self.out_dir / "censored"
         actor_cls = censor_actor_class(self.settings.actor_max_restarts)
-        self._censor = actor_cls.options(num_cpus=self.settings.censor_cpus, num_gpus=self.settings.censor_gpus).remote(
+        self._censor = actor_cls.options(**censor_options(self.settings)).remote(
             self.spec["base"], self.spec["dataset"], str(out), dict(self.spec.get("censor_config", {})),
-            num_cpus=self.settings.censor_cpus,
+            split_seed=int(self.spec.get("split_seed", 0)), num_cpus=self.settings.censor_cpus,
         )
+        if self._stop.is_set():
+            self._censor.stop.remote()
         ref = self._censor.run.remote()
+        last_step = None
         while True:
             done, _ = ray.wait([ref], timeout=1.0)
             with contextlib.suppress(ray.exceptions.RayError):  # the censor actor may be restarting
-                self._emit({"stage": "censor", **ray.get(self._censor.progress.remote(), timeout=10)})
+                record = ray.get(self._censor.progress.remote(), timeout=10)
+                if record.get("step") != last_step:
+                    last_step = record.get("step")
+                    self._emit({**record, "stage": "censor"})
             if done:
                 break
-        summary = ray.get(ref)
-        self._censor = None
+        try:
+            summary = ray.get(ref)
+        finally:
+            ray.kill(self._censor, no_restart=True)
+            self._censor = None
         return str(summary["out_dir"])
 
 
 class JobRunner:
-    """Submits jobs as named detached driver actors and forwards their progress to a sink."""
+    """The service's entry to the Ray layer: submits jobs as named detached driver actors and forwards
+    their progress to a sink from one watcher thread per job.
+
+    Thread-safe. ``submit`` of a job whose driver still exists (the service restarted) re-attaches to it
+    instead of starting the job again; the sink then receives the job's events from the start.
+    """
 
     def __init__(self, settings: RaySettings, artifact_root: Path, poll_s: float = 1.0) -> None:
         self.settings = settings
         self.artifact_root = Path(artifact_root)
         self.poll_s = poll_s
         self._threads: dict[str, threading.Thread] = {}
+        self._lock = threading.Lock()
 
     def _settings_dict(self) -> dict[str, Any]:
         values = asdict(self.settings)
@@ -162,49 +199,72 @@ class JobRunner:
         return self.artifact_root / "jobs" / job_id
 
     def submit(self, job_id: str, kind: str, spec: dict[str, Any], sink: ProgressSink) -> None:
-        """Start (or re-attach to) the job's driver actor and watch it in a background thread."""
-        if kind not in KINDS:
-            raise ConfigError(f"unknown job kind {kind!r}; choose from {KINDS}")
-        name = actor_name(job_id)
-        driver_cls = ray.remote(max_restarts=self.settings.actor_max_restarts, max_task_retries=self.settings.actor_max_restarts,
-                                max_concurrency=4)(JobDriver)
-        driver = driver_cls.options(name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True, num_cpus=0).remote(
-            job_id, kind, spec, str(self.job_dir(job_id)), self._settings_dict()
-        )
-        thread = threading.Thread(target=self._watch, args=(job_id, driver, sink), name=f"watch-{job_id}", daemon=True)
-        self._threads[job_id] = thread
-        thread.start()
+        """Start (or re-attach to) the job's driver actor and watch it in a background thread.
+
+        Raises ConfigError for an unknown kind or a spec that lacks what the kind needs.
+        """
+        check_spec(kind, spec)
+        with self._lock:
+            if self.is_running(job_id):
+                return
+            driver_cls = ray.remote(max_restarts=self.settings.actor_max_restarts,
+                                    max_task_retries=self.settings.actor_max_restarts, max_concurrency=4)(JobDriver)
+            driver = driver_cls.options(name=actor_name(job_id), namespace=NAMESPACE, lifetime="detached",
+                                        get_if_exists=True, num_cpus=0).remote(
+                job_id, kind, spec, str(self.job_dir(job_id)), self._settings_dict()
+            )
+            thread = threading.Thread(target=self._watch, args=(job_id, driver, sink), name=f"watch-{job_id}", daemon=True)
+            self._threads[job_id] = thread
+            thread.start()
+
+    def _forward(self, job_id: str, driver: Any, sink: ProgressSink, cursor: dict[str, Any]) -> None:
+        """Send the driver's new events to the sink (from the start again if the driver was restarted)."""
+        polled = ray.get(driver.poll.remote(0), timeout=30)
+        if polled["instance"] != cursor.get("instance"):
+            cursor.update(instance=polled["instance"], seen=0)
+        for event in polled["events"][cursor["seen"]:]:
+            cursor["seen"] += 1
+            try:
+                sink.event(job_id, event)
+            except Exception:  # a sink hiccup must not stop the job's watch
+                log.exception("progress sink failed for job %s", job_id)
 
     def _watch(self, job_id: str, driver: Any, sink: ProgressSink) -> None:
-        ref = driver.run.remote()
-        seen = 0
-        outcome: dict[str, Any] | None = None
-        while outcome is None:
-            done, _ = ray.wait([ref], timeout=self.poll_s)
-            try:
-                for event in ray.get(driver.events.remote(seen), timeout=30):
-                    seen += 1
-                    sink.event(job_id, event)
-            except ray.exceptions.RayError:
-                pass
-            if done:
-                try:
-                    outcome = ray.get(ref)
-                except ray.exceptions.RayError as exc:
-                    outcome = {"state": "FAILED", "result_path": None, "error": f"job driver died: {exc}"}
-        sink.finished(job_id, outcome["state"], outcome.get("result_path"), outcome.get("error"))
-        ray.kill(driver, no_restart=True)
+        try:
+            ref = driver.run.remote()
+            cursor: dict[str, Any] = {}
+            outcome: dict[str, Any] | None = None
+            while outcome is None:
+                done, _ = ray.wait([ref], timeout=self.poll_s)
+                with contextlib.suppress(ray.exceptions.RayError):  # the driver may be restarting
+                    self._forward(job_id, driver, sink, cursor)
+                if done:
+                    try:
+                        outcome = ray.get(ref)
+                    except ray.exceptions.RayError as exc:
+                        outcome = {"state": FAILED, "result_path": None, "error": f"the job driver died: {exc}"}
+        except Exception:
+            outcome = {"state": FAILED, "result_path": None, "error": traceback.format_exc()}
+        except SystemExit:  # Ray is shutting down in this process: the detached driver goes on
+            return
+        try:
+            sink.finished(job_id, outcome["state"], outcome.get("result_path"), outcome.get("error"))
+        finally:
+            with contextlib.suppress(Exception):
+                ray.kill(driver, no_restart=True)
 
     def cancel(self, job_id: str) -> None:
-        """Ask a running job to stop (no-op for an unknown or finished job)."""
+        """Ask a running job to stop: running trials are force-cancelled within seconds and the job ends
+        CANCELLED (reported through its sink). No-op for an unknown or finished job."""
         try:
             driver = ray.get_actor(actor_name(job_id), namespace=NAMESPACE)
         except ValueError:
             return
-        ray.get(driver.stop.remote(), timeout=30)
+        with contextlib.suppress(ray.exceptions.RayActorError):
+            ray.get(driver.stop.remote(), timeout=30)
 
     def is_running(self, job_id: str) -> bool:
-        """Whether the job's watcher thread is still alive in this process."""
+        """Whether this runner is still watching the job (it has not reported ``finished`` yet)."""
         thread = self._threads.get(job_id)
         return thread is not None and thread.is_alive()
 
@@ -213,18 +273,3 @@ class JobRunner:
         thread = self._threads.get(job_id)
         if thread is not None:
             thread.join(timeout)
-
-
-class CallbackSink:
-    """A sink from two callables (the CLI's progress bar)."""
-
-    def __init__(self, on_event: Callable[[str, dict[str, Any]], None], on_finished: Callable[[str, str, str | None, str | None], None]) -> None:
-        self.on_event, self.on_finished = on_event, on_finished
-
-    def event(self, job_id: str, event: dict[str, Any]) -> None:
-        """Forward a progress event."""
-        self.on_event(job_id, event)
-
-    def finished(self, job_id: str, state: str, result_path: str | None, error: str | None) -> None:
-        """Forward the end of the job."""
-        self.on_finished(job_id, state, result_path, error)

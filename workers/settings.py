@@ -8,6 +8,18 @@ from pathlib import Path
 
 from mlac.errors import ConfigError
 
+#: Environment variables :meth:`RaySettings.from_env` reads (once, at start-up), and the field each sets.
+ENV_FIELDS: dict[str, tuple[str, type]] = {
+    "MLAC_RAY_NUM_CPUS": ("num_cpus", int),
+    "MLAC_RAY_NUM_GPUS": ("num_gpus", int),
+    "MLAC_RAY_TRIAL_CPUS": ("trial_cpus", float),
+    "MLAC_RAY_TRIAL_GPUS": ("trial_gpus", float),
+    "MLAC_RAY_CENSOR_CPUS": ("censor_cpus", float),
+    "MLAC_RAY_CENSOR_GPUS": ("censor_gpus", float),
+    "MLAC_RAY_MAX_CONCURRENCY": ("max_concurrency", int),
+    "MLAC_RAY_TRIAL_MAX_RETRIES": ("trial_max_retries", int),
+}
+
 
 @dataclass(frozen=True)
 class RaySettings:
@@ -15,7 +27,10 @@ class RaySettings:
 
     ``address`` None starts a local Ray (the embedded default); otherwise it is passed to
     ``ray.init`` (``host:port`` of a cluster's GCS, or ``ray://`` for Ray Client).
-    ``trial_gpus`` may be fractional (e.g. 0.25: four small-model trials share one GPU).
+    ``trial_gpus`` / ``censor_gpus`` None means "auto": when the cluster has GPUs, a trial asks for
+    ``gpu_share`` of one (0.25: four small-model trials share a GPU) and a censoring run for a whole
+    one; without GPUs both ask for none. A number (fractions allowed) is used as given.
+    ``trial_resources`` are custom Ray resources every trial asks for (e.g. ``{"attack_node": 1}``).
     """
 
     address: str | None = None
@@ -24,9 +39,10 @@ class RaySettings:
     num_gpus: int | None = None
     dashboard_port: int = 0
     trial_cpus: float = 1.0
-    trial_gpus: float = 0.0
+    trial_gpus: float | None = None
+    gpu_share: float = 0.25
     censor_cpus: float = 1.0
-    censor_gpus: float = 0.0
+    censor_gpus: float | None = None
     trial_resources: dict[str, float] = field(default_factory=dict)
     max_concurrency: int = 2
     trial_max_retries: int = 3
@@ -34,15 +50,31 @@ class RaySettings:
 
     def __post_init__(self) -> None:
         if self.trial_cpus <= 0 or self.censor_cpus <= 0:
-            raise ConfigError("trial_cpus and censor_cpus must be positive")
-        if self.trial_gpus < 0 or self.censor_gpus < 0:
-            raise ConfigError("trial_gpus and censor_gpus must be >= 0 (fractions share a GPU)")
+            raise ConfigError("trial_cpus and censor_cpus must be positive (fractions allowed)")
+        for name in ("trial_gpus", "censor_gpus"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ConfigError(f"{name} must be >= 0 (a fraction lets trials share a GPU) or unset for auto")
+        if not 0 < self.gpu_share <= 1:
+            raise ConfigError(f"gpu_share must be in (0, 1], got {self.gpu_share}: it is the part of one GPU a trial gets")
         if self.max_concurrency < 1:
             raise ConfigError("max_concurrency must be at least 1")
+        if self.trial_max_retries < 0 or self.actor_max_restarts < 0:
+            raise ConfigError("trial_max_retries and actor_max_restarts must be >= 0")
+        if any(v <= 0 for v in self.trial_resources.values()):
+            raise ConfigError("custom trial resources must ask for a positive amount")
 
     @classmethod
     def from_env(cls, data_dir: Path, **overrides: object) -> RaySettings:
-        """Defaults plus ``RAY_ADDRESS`` from the environment (read once, at start-up)."""
+        """Defaults, then ``RAY_ADDRESS`` and the ``MLAC_RAY_*`` variables of :data:`ENV_FIELDS`, then
+        ``overrides`` (None values ignored). Read once, at start-up."""
         values: dict[str, object] = {"address": os.environ.get("RAY_ADDRESS") or None, "data_dir": data_dir}
+        for var, (name, kind) in ENV_FIELDS.items():
+            raw = os.environ.get(var)
+            if raw:
+                try:
+                    values[name] = kind(raw)
+                except ValueError as exc:
+                    raise ConfigError(f"{var}={raw!r} is not a valid {kind.__name__}; fix or unset it") from exc
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
