@@ -142,9 +142,14 @@ class MLACTrainer:
         lr = self._lr_for_step(gen)
         self.model.train(cfg.dropout)
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        step_cfg = cfg
+        if cfg.w_adv == 0 and cfg.w_grad_norm == 0 and cfg.w_max_entropy == 0:
+            # No adversarial term: the inner loop cannot change the gradient; skip it (same update, and the
+            # random draws above are unchanged, so the run stays comparable with w_adv > 0).
+            step_cfg, inner = cfg.replace(inner_steps=0), []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
-            terms = outer_objective(self.model, self.params, self.buffers, head, lr, outer, inner, cfg)
+            terms = outer_objective(self.model, self.params, self.buffers, head, lr, outer, inner, step_cfg)
         adv_leaves = [t for t in ([lr] if lr.requires_grad else []) + list(self.adv_head.values())]
         inputs = [*self.params.values(), *adv_leaves]
         grads = torch.autograd.grad(terms.total, inputs, allow_unused=True, materialize_grads=True)
