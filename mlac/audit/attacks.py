@@ -173,16 +173,28 @@ def lora_trunk(trunk: nn.Module, r: int) -> nn.Module:
 
 
 class _Features:
-    """Pooled features of split rows: from the live trunk (slow path) or a feature cache (fast path)."""
+    """Pooled features of split rows: from the live trunk (slow path) or a feature cache (fast path).
 
-    def __init__(self, model: nn.Module, device: torch.device, cached: dict[str, torch.Tensor] | None) -> None:
-        self.model, self.device, self.cached = model, device, cached
+    On the fast path the pool's features cover only the trial's training rows (``pool_rows``); the
+    selection and report features are fetched on first use (a pruned trial never computes the report's).
+    """
+
+    def __init__(self, model: nn.Module, device: torch.device, cache: FeatureCache | None = None, key: str = "",
+                 pool_rows: Sequence[int] = ()) -> None:
+        self.model, self.device, self.cache, self.key = model, device, cache, key
+        self.pool_rows = list(pool_rows)
+        self._got: dict[str, torch.Tensor] = {}
+        self._pool_pos: dict[int, int] = {r: i for i, r in enumerate(self.pool_rows)}
 
     def __call__(self, name: str, split: EncodedSplit, rows: Sequence[int]) -> torch.Tensor:
-        if self.cached is not None:
-            return self.cached[name][torch.as_tensor(list(rows), dtype=torch.long)]
-        batch = split.batch(rows, self.device)
-        return self.model(**batch.inputs)
+        if self.cache is None:
+            batch = split.batch(rows, self.device)
+            return self.model(**batch.inputs)
+        if name not in self._got:
+            subset = self.pool_rows if name == "pool" else None
+            self._got[name] = self.cache.features(self.model, self.key, split, self.device, rows=subset)  # type: ignore[arg-type]
+        index = [self._pool_pos[r] for r in rows] if name == "pool" else list(rows)
+        return self._got[name][torch.as_tensor(index, dtype=torch.long, device=self._got[name].device)]
 
 
 @torch.no_grad()
@@ -229,19 +241,13 @@ def run_attack_trial(
     head = make_head(model.hidden_size, num_labels, seed, device=device)
     flops = 0.0
 
-    cached = None
+    cache = None
     if params.kind == "probe":
         attacker: nn.Module = model
         was_training = model.training
         model.eval()
         trainable = list(head.parameters())
-        if feature_cache is not None:
-            key = model_key or "unnamed"
-            cached = {
-                "pool": feature_cache.features(model, key, data.pool, device),
-                "selection": feature_cache.features(model, key, data.selection, device),
-                "report": feature_cache.features(model, key, data.report, device),
-            }
+        cache = feature_cache
         # The attacker computes each example's features once (fast path or not, that is the cost model).
         flops += 2.0 * p_flop * (_tokens(data.pool, data.pool_rows) + _tokens(data.selection, range(len(data.selection))))
     else:
@@ -251,7 +257,7 @@ def run_attack_trial(
         for p in attacker.beneficial_head.parameters():
             p.requires_grad_(False)
         trainable = [p for p in attacker.trunk.parameters() if p.requires_grad] + list(head.parameters())
-    feats = _Features(attacker, device, cached)
+    feats = _Features(attacker, device, cache, model_key or "unnamed", sorted(set(data.pool_rows)))
     opt = make_optimizer(trainable, params)
     gen = torch.Generator().manual_seed(seed)
     curve: list[tuple[int, float]] = []

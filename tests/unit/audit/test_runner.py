@@ -14,6 +14,7 @@ import torch
 from mlac.audit.presets import build_request
 from mlac.audit.runner import STUDIES_FILE, execute_audit, run_audit
 from mlac.audit.search import InProcessExecutor
+from mlac.audit.trial import WorkerContext
 from mlac.errors import StoppedError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -33,8 +34,8 @@ def _strip(obj: Any, out_dir: Path) -> Any:
 class Wide(InProcessExecutor):
     """In-process executor that claims to run ``concurrency`` trials at once; records batch sizes."""
 
-    def __init__(self, concurrency: int, stop_after: int | None = None) -> None:
-        super().__init__()
+    def __init__(self, concurrency: int, context: WorkerContext, stop_after: int | None = None) -> None:
+        super().__init__(context)
         self.concurrency = concurrency
         self.stop_after = stop_after
         self.batches: list[int] = []
@@ -50,7 +51,8 @@ class Wide(InProcessExecutor):
 @pytest.fixture(scope="module")
 def request_(audit_dataset: Path, tiny_checkpoint: Path) -> Any:
     return build_request("smoke", dataset=str(audit_dataset), models=(str(tiny_checkpoint),), base=str(tiny_checkpoint),
-                         baselines=("random",), tasks=("harmful",), sizes=(20,), seeds=(0, 1))
+                         baselines=("random",), tasks=("harmful",), sizes=(20,), seeds=(0, 1), selection_max=120,
+                         report_max=120)
 
 
 def test_same_request_same_result_json(tmp_path: Path, request_: Any) -> None:
@@ -77,25 +79,26 @@ def test_same_request_same_result_json(tmp_path: Path, request_: Any) -> None:
 
 def test_interrupted_audit_resumes_and_width_does_not_change_points(tmp_path: Path, request_: Any) -> None:
     torch.set_num_threads(1)
-    sequential = Wide(concurrency=1)
+    ctx = WorkerContext()  # shared: probe features are computed once for all four runs
+    sequential = Wide(concurrency=1, context=ctx)
     execute_audit(request_, tmp_path / "seq", executor=sequential)
     expected = json.loads((tmp_path / "seq" / STUDIES_FILE).read_text())
     assert max(sequential.batches) == request_.search.reruns  # one study at a time: trials one by one, then reruns
 
     # Four studies in flight: batches of up to four trials, then a stop after six trial runs.
-    first = Wide(concurrency=4, stop_after=6)
+    first = Wide(concurrency=4, context=ctx, stop_after=6)
     with pytest.raises(StoppedError):
         execute_audit(request_, tmp_path / "par", executor=first, should_stop=first.should_stop)
     assert max(first.batches) > request_.search.reruns and 6 <= first.executed < sequential.executed
     recipe = (tmp_path / "par" / "baselines" / "random" / "recipe.json").stat().st_mtime_ns
 
-    second = Wide(concurrency=4)
+    second = Wide(concurrency=4, context=ctx)
     execute_audit(request_, tmp_path / "par", executor=second)
     # Finished trials were reused: together the two runs executed exactly what one run needs.
     assert first.executed + second.executed == sequential.executed
     assert _strip(json.loads((tmp_path / "par" / STUDIES_FILE).read_text()), tmp_path) == _strip(expected, tmp_path)
     assert (tmp_path / "par" / "baselines" / "random" / "recipe.json").stat().st_mtime_ns == recipe
 
-    third = Wide(concurrency=4)
+    third = Wide(concurrency=4, context=ctx)
     execute_audit(request_, tmp_path / "par", executor=third)
     assert third.executed == 0
