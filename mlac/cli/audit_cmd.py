@@ -8,11 +8,9 @@ so that ``mlac`` itself never imports Ray.
 from __future__ import annotations
 
 import argparse
-import json
 from collections import defaultdict
 from importlib import metadata
 from pathlib import Path
-from statistics import mean
 from typing import Any
 
 from mlac.audit.protocol import BASELINES
@@ -91,17 +89,12 @@ def _executor(address: str | None) -> Any:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    import logging
-
-    import optuna
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from mlac.audit.protocol import plan_counts
-    from mlac.audit.runner import STUDIES_FILE, run_audit
+    from mlac.audit.runner import run_audit
 
-    if not getattr(args, "verbose", False):
-        optuna.logging.set_verbosity(logging.WARNING)
     request = build_request_from_args(args)
     request.validate()
     executor = _executor(args.ray)
@@ -113,6 +106,7 @@ def _audit(args: argparse.Namespace) -> int:
                   console=console, disable=args.quiet) as bars:
         stage = bars.add_task("preparing", total=None)
         studies = bars.add_task("searches", total=counts["studies"], visible=False)
+        trials = bars.add_task("trials (at most)", total=counts["max_trials"], visible=False)
 
         def progress(event: dict[str, Any]) -> None:
             name = event.get("stage")
@@ -121,35 +115,39 @@ def _audit(args: argparse.Namespace) -> int:
                 bars.update(stage, description=f"{name}: building {what}" if what else str(name))
             elif name == "search":
                 bars.update(studies, visible=True, completed=event.get("studies_done", 0))
+                bars.update(trials, visible=True, completed=event.get("trials_done", 0))
                 best = event.get("best_so_far")
                 label = f"{event.get('model')} {event.get('task')} n={event.get('n')} seed={event.get('seed')}"
-                bars.update(stage, description=f"search {label}" + (f" (last point {best:.3f})" if best is not None else ""))
+                bars.update(stage, description=f"search {label}" + (f" (best {best:.3f})" if best is not None else ""))
             elif name == "done":
                 bars.update(studies, completed=counts["studies"])
                 bars.update(stage, description="done", total=1, completed=1)
 
-        run_audit(request, args.out, progress=progress, executor=executor, storage_url=args.storage)
-    records = json.loads((args.out / STUDIES_FILE).read_text(encoding="utf-8"))
-    Console().print(curve_table(records))
+        result = run_audit(request, args.out, progress=progress, executor=executor, storage_url=args.storage)
+    Console().print(curve_table(result.curves))
+    verdict = result.verdict
+    if verdict is not None:
+        Console().print(f"verdict: [bold]{verdict.status}[/bold] ({len(verdict.failures)} failed checks)")
     console.print(f"report: {args.out / 'report.html'}")
     return 0
 
 
-def curve_table(records: list[dict[str, Any]]) -> Any:
-    """A rich table: one row per model x task, one column per n, mean report accuracy over seeds (min-max)."""
+def curve_table(curves: list[Any]) -> Any:
+    """A rich table: one row per model x task, one column per n: mean report accuracy [95% bootstrap CI]."""
     from rich.table import Table
 
-    groups: dict[tuple[str, str], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for r in records:
-        groups[(r["model"], r["task"])][int(r["n"])].append(float(r["report_accuracy"]))
-    sizes = sorted({int(r["n"]) for r in records})
-    table = Table(title="attacker accuracy on the report split (mean over seeds, min-max)")
+    rows: dict[tuple[str, str], dict[int, Any]] = defaultdict(dict)
+    for c in curves:
+        rows[(c.model, c.task)][int(c.n)] = c
+    sizes = sorted({int(c.n) for c in curves})
+    table = Table(title="attacker accuracy on the report split: mean over seeds [95% bootstrap CI]")
     table.add_column("model")
     table.add_column("task")
     for n in sizes:
         table.add_column(f"n={n}", justify="right")
-    for (model, task), by_n in groups.items():
-        cells = [f"{mean(v):.3f} ({min(v):.2f}-{max(v):.2f})" if (v := by_n.get(n)) else "-" for n in sizes]
+    for (model, task), by_n in rows.items():
+        cells = [f"{c.mean:.3f} [{c.ci_bootstrap[0]:.2f}, {c.ci_bootstrap[1]:.2f}]" if (c := by_n.get(n)) else "-"
+                 for n in sizes]
         table.add_row(model, task, *cells)
     return table
 

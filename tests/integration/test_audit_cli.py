@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
        "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "MPLBACKEND": "Agg"}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -75,10 +77,18 @@ def test_smoke_audit_through_the_cli(tmp_path: Path) -> None:
     assert any(p.stat().st_mtime_ns != t for p, t in before.items())
 
 
-def test_cli_bad_input_is_one_line(tmp_path: Path) -> None:
-    run = _cli("audit", "--data", str(tmp_path / "none.parquet"), "--base", "tiny", "--baselines", "random,oracle",
-               "--preset", "smoke", "--out", str(tmp_path / "o"))
-    assert run.returncode == 2
-    assert "unknown baseline" in run.stderr and "Traceback" not in run.stderr
-    run = _cli("audit", "--data", str(tmp_path / "none.parquet"), "--preset", "turbo", "--out", str(tmp_path / "o"))
-    assert run.returncode == 2 and "unknown preset" in run.stderr
+def test_cli_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mlac.cli.main import main
+
+    rc = main(["audit", "--data", str(tmp_path / "none.parquet"), "--base", "tiny", "--baselines", "random,oracle",
+               "--preset", "smoke", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "unknown baseline" in err and "Traceback" not in err
+    rc = main(["audit", "--data", str(tmp_path / "none.parquet"), "--preset", "turbo", "--out", str(tmp_path / "o")])
+    assert rc == 2 and "unknown preset" in capsys.readouterr().err
+    rc = main(["audit", "--data", str(tmp_path / "none.parquet"), "--model", str(tmp_path / "missing"), "--preset", "smoke",
+               "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    rc = main(["report", str(tmp_path / "nowhere")])
+    assert rc == 2 and "not a folder" in capsys.readouterr().err
