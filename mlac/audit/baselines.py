@@ -111,13 +111,15 @@ def build_baselines(
     base_path = request.base
     if request.base == TINY_BASE:
         path = root / "base"
-        base_recipe = {"kind": "tiny_base", "data": train_fingerprint, "steps": cfg.tiny_base_steps, "seed": cfg.seed,
-                  "max_length": request.max_length}
+        base_recipe = {"kind": "tiny_base", "data": train_fingerprint, "steps": cfg.tiny_base_steps,
+                       "batch_size": cfg.tiny_base_batch_size, "harmful_weight": cfg.tiny_base_harmful_weight,
+                       "seed": cfg.seed, "max_length": request.max_length}
         if not _cached(path, base_recipe):
             emit({"stage": "baselines", "building": "base (tiny BERT)"})
             tok = default_tokenizer()
             enc = encode_split(train, tok, task, request.max_length)
             model = make_base_model(enc, tok, num_beneficial=task.num_labels("beneficial"), steps=cfg.tiny_base_steps,
+                                    batch_size=cfg.tiny_base_batch_size, harmful_weight=cfg.tiny_base_harmful_weight,
                                     seed=cfg.seed, device=device)
             save_checkpoint(model, tok, path, {"baseline": "base", "recipe": base_recipe}, beneficial_names=names)
             _write_recipe(path, base_recipe)

@@ -29,6 +29,8 @@ class BaselineConfig:
     """How baselines are built: the tiny base model, the beneficial fine-tune and the AC (K=0) run."""
 
     tiny_base_steps: int = 300
+    tiny_base_batch_size: int = 32
+    tiny_base_harmful_weight: float = 1.0
     beneficial_steps: int = 200
     beneficial_lr: float = 1e-4
     ac_steps: int = 200
@@ -36,10 +38,10 @@ class BaselineConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if min(self.tiny_base_steps, self.beneficial_steps, self.ac_steps) < 1:
-            raise ConfigError("baseline training steps must be at least 1")
-        if self.beneficial_lr <= 0 or self.ac_lr <= 0:
-            raise ConfigError("baseline learning rates must be positive")
+        if min(self.tiny_base_steps, self.tiny_base_batch_size, self.beneficial_steps, self.ac_steps) < 1:
+            raise ConfigError("baseline training steps and batch sizes must be at least 1")
+        if self.beneficial_lr <= 0 or self.ac_lr <= 0 or self.tiny_base_harmful_weight < 0:
+            raise ConfigError("baseline learning rates must be positive and the harmful weight non-negative")
 
 
 @dataclass(frozen=True)
