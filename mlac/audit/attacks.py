@@ -183,10 +183,13 @@ class _Features:
                  pool_rows: Sequence[int] = ()) -> None:
         self.model, self.device, self.cache, self.key = model, device, cache, key
         self.pool_rows = list(pool_rows)
+        #: Rows of each split whose features were read (what the attacker trained on / scored), by split name.
+        self.read: dict[str, set[int]] = {"pool": set(), "selection": set(), "report": set()}
         self._got: dict[str, torch.Tensor] = {}
         self._pool_pos: dict[int, int] = {r: i for i, r in enumerate(self.pool_rows)}
 
     def __call__(self, name: str, split: EncodedSplit, rows: Sequence[int]) -> torch.Tensor:
+        self.read[name].update(rows)
         if self.cache is None:
             batch = split.batch(rows, self.device)
             return self.model(**batch.inputs)
@@ -225,8 +228,9 @@ def run_attack_trial(
     """Run one attack; see the module docstring. Deterministic for a given ``seed`` on CPU.
 
     ``feature_cache`` + ``model_key`` (the checkpoint sha256) turn on the probe fast path.
-    ``record_ids`` fills :attr:`TrialOutcome.seen_ids` with the ids used for gradient steps
-    (``train``), for checkpoint selection (``selection``) and for the final score (``report``).
+    ``record_ids`` fills :attr:`TrialOutcome.seen_ids` with the ids of the rows whose features the attacker
+    read: for gradient steps (``train``), for checkpoint selection (``selection``) and for the final
+    score (``report``).
     """
     if eval_every < 1:
         raise ConfigError(f"eval_every must be at least 1, got {eval_every}")
@@ -264,7 +268,6 @@ def run_attack_trial(
     best_acc, best_step, best_state = -1.0, 0, None
     pruned = False
     steps_run = 0
-    seen: dict[str, set[int]] = {"train": set()}
     n_train = len(data.pool_rows)
     sel_tokens = _tokens(data.selection, range(len(data.selection)))
     try:
@@ -273,8 +276,6 @@ def run_attack_trial(
             for step in range(params.steps):
                 picks = torch.randint(0, n_train, (params.batch_size,), generator=gen).tolist()
                 rows = [data.pool_rows[i] for i in picks]
-                if record_ids:
-                    seen["train"].update(rows)
                 for group in opt.param_groups:
                     group["lr"] = params.lr * lr_factor(step, params)
                 if params.kind != "probe":
@@ -315,9 +316,9 @@ def run_attack_trial(
             model.train(was_training)
     seen_ids: dict[str, list[str]] = {}
     if record_ids:
-        seen_ids["train"] = sorted(data.pool_ids[i] for i in seen["train"])
-        seen_ids["selection"] = sorted(data.selection_ids)
-        seen_ids["report"] = sorted(data.report_ids) if report_acc is not None else []
+        seen_ids["train"] = sorted(data.pool_ids[i] for i in feats.read["pool"])
+        seen_ids["selection"] = sorted(data.selection_ids[i] for i in feats.read["selection"])
+        seen_ids["report"] = sorted(data.report_ids[i] for i in feats.read["report"])
     return TrialOutcome(
         selection_curve=curve,
         best_selection_accuracy=best_acc,
