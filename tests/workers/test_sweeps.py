@@ -68,7 +68,21 @@ def test_smoke_audit_on_ray_equals_in_process(ray_cluster, tiny_assets: dict[str
     assert any(e.get("stage") == "search" for e in sink.events)
 
 
-def _running_trial_pids(handle: Any) -> list[int]:
+def _trial_processes() -> list[int]:
+    """PIDs of the Ray workers of this local cluster that are running a trial right now (Ray sets a
+    worker's process title to ``ray::<task name>`` while it runs the task)."""
+    pids = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if proc.name() == "ray::mlac-trial":
+                pids.append(proc.pid)
+        except psutil.NoSuchProcess:
+            continue
+    return pids
+
+
+def _reported_running_trials(handle: Any) -> list[int]:
+    """Worker PIDs of trials the Ray state API reports RUNNING (it learns of changes asynchronously)."""
     tasks = list_tasks(address=handle.dashboard_url, filters=[("name", "=", "mlac-trial"), ("state", "=", "RUNNING")],
                        raise_on_missing_output=False)
     return [int(t.worker_pid) for t in tasks if getattr(t, "worker_pid", None)]
@@ -91,12 +105,12 @@ def test_killed_trial_workers_are_retried(ray_cluster, tiny_assets: dict[str, Pa
     killed: set[int] = set()
     deadline = time.monotonic() + 240
     while len(killed) < 3 and not sink.done.is_set() and time.monotonic() < deadline:
-        for pid in _running_trial_pids(ray_cluster):
-            if pid not in killed and len(killed) < 3 and _is_ray_worker(pid):
+        for pid in _trial_processes():
+            if pid not in killed and len(killed) < 3:
                 os.kill(pid, signal.SIGKILL)
                 killed.add(pid)
-                time.sleep(1.0)
-        time.sleep(0.2)
+                time.sleep(0.3)
+        time.sleep(0.1)
     assert len(killed) == 3, f"could only kill {len(killed)} trial workers; job outcome: {sink.outcome}"
     assert sink.done.wait(300), "the audit did not finish after the kills"
     assert sink.outcome is not None and sink.outcome["state"] == "SUCCEEDED", sink.outcome
@@ -115,7 +129,7 @@ def test_cancel_frees_the_cpus(ray_cluster, tiny_assets: dict[str, Path], tmp_pa
     runner, sink = _runner(tmp_path), RecordingSink()
     runner.submit("cancel-me", "audit", {"request": request}, sink)
     deadline = time.monotonic() + 120
-    while not (running := _running_trial_pids(ray_cluster)):
+    while not (running := _trial_processes()):
         assert time.monotonic() < deadline, "no trial started"
         time.sleep(0.2)
     cancelled_at = time.monotonic()
@@ -127,6 +141,6 @@ def test_cancel_frees_the_cpus(ray_cluster, tiny_assets: dict[str, Path], tmp_pa
         assert time.monotonic() < deadline, f"not freed: {ray.available_resources()}, trial workers {running}"
         time.sleep(0.5)
     # The state API learns of the kills asynchronously: no trial may still be RUNNING once it has caught up.
-    while _running_trial_pids(ray_cluster):
+    while _reported_running_trials(ray_cluster):
         assert time.monotonic() < deadline, "a cancelled trial is still reported running"
         time.sleep(1.0)
