@@ -1,0 +1,7 @@
+"""``python -m service serve|submit|status|watch|result``."""
+
+import sys
+
+from service.cli import main
+
+sys.exit(main())
