@@ -22,17 +22,17 @@ PRESETS: dict[str, dict[str, Any]] = {
         "selection_max": 200,
         "report_max": 300,
     },
-    # Minutes on 2 CPU cores: probes and short full fine-tunes.
+    # Minutes on 2 CPU cores: probes and short full fine-tunes (pruned when they trail the probes).
     "quick": {
-        "sizes": (20, 100, 200),
+        "sizes": (20, 100),
         "seeds": (0, 1),
-        "space": SearchSpace(lr_low=1e-4, lr_high=3e-2, steps_min=20, steps_max=100, steps_step=20,
-                             batch_sizes=(12, 24), kinds=("probe", "full")),
-        "search": SearchConfig(max_trials=6, patience=4, reruns=2, eval_every=20, tpe_startup_trials=3),
-        "baseline_config": BaselineConfig(tiny_base_steps=300, tiny_base_harmful_weight=3.0, beneficial_steps=100,
+        "space": SearchSpace(lr_low=1e-4, lr_high=3e-2, steps_min=20, steps_max=40, steps_step=20,
+                             batch_sizes=(12,), kinds=("probe", "full")),
+        "search": SearchConfig(max_trials=4, patience=3, reruns=2, eval_every=20, tpe_startup_trials=2),
+        "baseline_config": BaselineConfig(tiny_base_steps=150, tiny_base_harmful_weight=3.0, beneficial_steps=100,
                                           ac_steps=50),
-        "selection_max": 300,
-        "report_max": 400,
+        "selection_max": 150,
+        "report_max": 300,
     },
     # The reference protocol: 4 sizes, 6 seeds, 50 TPE trials, patience 15, 15 reruns.
     "paper": {

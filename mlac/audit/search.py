@@ -360,13 +360,7 @@ class StudyDriver:
         if self.phase == "search":
             left = self._search_left()
             if left:
-                rule = self._prune_rule()
-                self._asked = []
-                for _ in range(min(left, self.config.parallelism)):
-                    trial = self.study.ask()
-                    self._asked.append((trial, self.space.suggest(trial)))
-                return [self._spec(p, derived_seed("trial", self.key.seed, self.key.task, self.key.n, t.number), rule)
-                        for t, p in self._asked]
+                return self._search_batch(min(left, self.config.parallelism))
             self._best = self.best_trial()
             stored = self._stored_reruns(self._best)
             if stored is not None:
@@ -377,6 +371,23 @@ class StudyDriver:
             return [self._spec(params, derived_seed("rerun", self.key.seed, self.key.task, self.key.n, i), None)
                     for i in range(self.config.reruns)]
         return []
+
+    def _search_batch(self, size: int) -> list[dict[str, Any]]:
+        rule = self._prune_rule()
+        self._asked = []
+        for _ in range(size):
+            trial = self.study.ask()
+            self._asked.append((trial, self.space.suggest(trial)))
+        return [self._spec(p, derived_seed("trial", self.key.seed, self.key.task, self.key.n, t.number), rule)
+                for t, p in self._asked]
+
+    def search(self) -> None:
+        """The search phase only (no reruns), through this driver's own executor (benchmarks use it)."""
+        if self.executor is None:
+            raise ConfigError("StudyDriver.search needs an executor")
+        while self.phase == "search" and (left := self._search_left()):
+            self._check_stop()
+            self.deliver(self.executor.map(self._search_batch(min(left, self.config.parallelism))))
 
     def deliver(self, results: Sequence[dict[str, Any]]) -> None:
         """Results of the batch :meth:`next_specs` returned last, in the same order."""
