@@ -16,31 +16,38 @@ from mlac.data import (
     load_saved_dataset,
     save_dataset,
 )
+from mlac.errors import ConfigError
 from mlac.tasks import TaskSpec
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``data`` command group."""
+    """Add the ``data`` command group (synth, convert, info)."""
     data = sub.add_parser("data", help="make, convert and inspect datasets")
     dsub = data.add_subparsers(dest="data_command", metavar="ACTION")
     dsub.required = True
 
     synth = dsub.add_parser("synth", help="generate synthetic pronoun-scrubbed biographies")
-    defaults = SynthConfig()
-    synth.add_argument("--n", type=int, default=defaults.n_bios, help="number of biographies")
-    synth.add_argument("--seed", type=int, default=defaults.seed)
-    synth.add_argument("--professions", type=int, default=defaults.n_professions, help="number of professions (2-16)")
-    synth.add_argument("--gender-cue-strength", type=float, default=defaults.gender_cue_strength, help="0 = no gender signal, 1 = full")
-    synth.add_argument("--name-cue-rate", type=float, default=defaults.name_cue_rate)
-    synth.add_argument("--noun-cue-rate", type=float, default=defaults.noun_cue_rate)
-    synth.add_argument("--names-per-gender", type=int, default=defaults.names_per_gender)
+    d = SynthConfig()
+    synth.add_argument("--n", type=int, default=d.n_bios, help=f"number of biographies (default {d.n_bios})")
+    synth.add_argument("--seed", type=int, default=d.seed)
+    synth.add_argument("--professions", type=int, default=d.n_professions, help=f"number of professions (2-16, default {d.n_professions})")
+    synth.add_argument("--gender-cue-strength", type=float, default=d.gender_cue_strength,
+                       help=f"0 = no gender signal in the text, 1 = full (default {d.gender_cue_strength})")
+    synth.add_argument("--name-cue-rate", type=float, default=d.name_cue_rate, help="share of bios repeating the first name, at strength 1")
+    synth.add_argument("--noun-cue-rate", type=float, default=d.noun_cue_rate, help="share of bios with a gendered noun, at strength 1")
+    synth.add_argument("--names-per-gender", type=int, default=d.names_per_gender, help="first-name vocabulary per gender")
+    synth.add_argument("--male-fraction", type=float, default=d.male_fraction)
+    synth.add_argument("--specialty-rate", type=float, default=d.specialty_rate, help="share of bios with a Faker job-title sentence")
+    synth.add_argument("--vocab-seed", type=int, default=d.vocab_seed, help="seed of the name/place vocabulary (shared across --seed)")
     synth.add_argument("--out", type=Path, required=True, help="output .parquet (a .task.json is written beside it)")
     synth.set_defaults(func=_synth)
 
-    convert = dsub.add_parser("convert", help="convert the real Bias in Bios (bias_in_bios files or biosbias BIOS.pkl)")
-    convert.add_argument("source", type=Path, help="a parquet/json/jsonl file or folder, or BIOS.pkl")
-    convert.add_argument("--trust-pickle", action="store_true", help="allow reading BIOS.pkl (a pickle) once")
-    convert.add_argument("--out", type=Path, required=True)
+    convert = dsub.add_parser("convert", help="convert the real Bias in Bios (bias_in_bios parquet/json files or biosbias BIOS.pkl)")
+    convert.add_argument("source", type=Path, nargs="?", help="a bias_in_bios parquet/json/jsonl file or folder")
+    convert.add_argument("--bios-pkl", type=Path, help="the biosbias BIOS.pkl (needs --trust-pickle)")
+    convert.add_argument("--trust-pickle", action="store_true", help="allow reading BIOS.pkl (a pickle) once; it is converted to parquet")
+    convert.add_argument("--converted-out", type=Path, help="where the one-off parquet conversion of BIOS.pkl goes (default: beside it)")
+    convert.add_argument("--out", type=Path, required=True, help="output .parquet (a .task.json is written beside it)")
     convert.set_defaults(func=_convert)
 
     info = dsub.add_parser("info", help="summarise a saved dataset")
@@ -48,33 +55,52 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     info.set_defaults(func=_info)
 
 
-def _summary(ds: Dataset, task: TaskSpec, path: Path) -> None:
-    genders = Counter(ds[task.harmful_label])
-    profs = Counter(ds[task.beneficial_label])
-    male = genders.get(1, 0) / max(len(ds), 1)
-    print(f"{path}: {len(ds)} rows, {len(profs)} professions, {male:.1%} {task.harmful_names[1] if len(task.harmful_names) > 1 else '1'}")
-    print(f"fingerprint {dataset_fingerprint(ds)}")
+def summary_lines(ds: Dataset, task: TaskSpec) -> list[str]:
+    """Rows, label balance of both tasks and the content fingerprint, as printable lines."""
+    n = max(len(ds), 1)
+    harmful = Counter(ds[task.harmful_label])
+    beneficial = Counter(ds[task.beneficial_label])
+    h_names = task.harmful_names or tuple(str(i) for i in sorted(harmful))
+    balance = ", ".join(f"{name} {harmful.get(i, 0) / n:.1%}" for i, name in enumerate(h_names))
+    counts = sorted(beneficial.values()) or [0]
+    return [
+        f"{len(ds)} rows, text field {task.text_field!r}",
+        f"{task.harmful_label} (harmful): {balance}",
+        f"{task.beneficial_label} (beneficial): {len(beneficial)} classes, {counts[0]}..{counts[-1]} rows each",
+        f"fingerprint {dataset_fingerprint(ds)}",
+    ]
+
+
+def _print_summary(ds: Dataset, task: TaskSpec, path: Path) -> None:
+    print(f"{path}:")
+    for line in summary_lines(ds, task):
+        print(f"  {line}")
 
 
 def _synth(args: argparse.Namespace) -> int:
     config = SynthConfig(
         n_bios=args.n, seed=args.seed, n_professions=args.professions, gender_cue_strength=args.gender_cue_strength,
         name_cue_rate=args.name_cue_rate, noun_cue_rate=args.noun_cue_rate, names_per_gender=args.names_per_gender,
+        male_fraction=args.male_fraction, specialty_rate=args.specialty_rate, vocab_seed=args.vocab_seed,
     )
     ds, task = generate_synthetic(config)
     path = save_dataset(ds, task, args.out)
-    _summary(ds, task, path)
+    _print_summary(ds, task, path)
+    print(f"  bios with a gender cue in {task.text_field!r}: {config.cue_probability():.1%} expected")
     return 0
 
 
 def _convert(args: argparse.Namespace) -> int:
-    ds, task = load_bias_in_bios(args.source, trust_pickle=args.trust_pickle)
+    if (args.source is None) == (args.bios_pkl is None):
+        raise ConfigError("give exactly one source: a bias_in_bios file/folder, or --bios-pkl PATH --trust-pickle")
+    source = args.bios_pkl if args.bios_pkl is not None else args.source
+    ds, task = load_bias_in_bios(source, trust_pickle=args.trust_pickle, converted_out=args.converted_out)
     path = save_dataset(ds, task, args.out)
-    _summary(ds, task, path)
+    _print_summary(ds, task, path)
     return 0
 
 
 def _info(args: argparse.Namespace) -> int:
     ds, task = load_saved_dataset(args.path)
-    _summary(ds, task, args.path)
+    _print_summary(ds, task, args.path)
     return 0

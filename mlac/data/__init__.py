@@ -4,11 +4,12 @@ from mlac.data.fingerprint import dataset_fingerprint
 from mlac.data.io import load_saved_dataset, save_dataset
 from mlac.data.loaders import load_bias_in_bios, load_dataset_file
 from mlac.data.scrub import drop_first_sentence, scrub_pronouns
-from mlac.data.splits import SPLIT_NAMES, Splits, make_splits, sample_attack_subset
+from mlac.data.splits import DEFAULT_FRACTIONS, SPLIT_NAMES, Splits, make_splits, sample_attack_subset
 from mlac.data.synth import SynthConfig, generate_synthetic
-from mlac.data.tokenize import collate, iterate_batches, tokenize_dataset
+from mlac.data.tokenize import collate, iterate_batches, tensorize, tokenize_dataset
 
 __all__ = [
+    "DEFAULT_FRACTIONS",
     "SPLIT_NAMES",
     "Splits",
     "SynthConfig",
@@ -24,5 +25,6 @@ __all__ = [
     "sample_attack_subset",
     "save_dataset",
     "scrub_pronouns",
+    "tensorize",
     "tokenize_dataset",
 ]

@@ -29,7 +29,8 @@ def save_dataset(ds: Dataset, task: TaskSpec, path: str | Path) -> Path:
     """Write ``ds`` as parquet and ``task`` beside it; return the parquet path."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(ds.data.table if hasattr(ds.data, "table") else pa.Table.from_pydict(ds.to_dict()), str(p))
+    table = ds.with_format("arrow")[:] if len(ds) else ds.data.table.slice(0, 0)  # applies select()/shuffle()
+    pq.write_table(table, str(p))
     spec = asdict(task)
     task_path(p).write_text(json.dumps(spec, indent=2, sort_keys=True), encoding="utf-8")
     return p
@@ -60,7 +61,22 @@ def load_saved_dataset(path: str | Path) -> tuple[Dataset, TaskSpec]:
         raise DataError(f"{p}: not a readable parquet file ({exc})") from exc
     ds = Dataset(table)
     check_columns(ds, (*REQUIRED_COLUMNS, task.beneficial_label, task.harmful_label), p)
+    check_labels(ds, task, p)
     return ds, task
+
+
+def check_labels(ds: Dataset, task: TaskSpec, where: str | Path) -> None:
+    """Raise DataError unless every label is an integer index into the task's label names."""
+    for column, names in ((task.beneficial_label, task.beneficial_names), (task.harmful_label, task.harmful_names)):
+        values = ds.unique(column) if len(ds) else []
+        if any(not isinstance(v, int) or isinstance(v, bool) for v in values):
+            raise DataError(f"{where}: column {column!r} must hold integer class indices, found {sorted(map(repr, values))[:5]}")
+        bad = [v for v in values if names and not 0 <= v < len(names)]
+        if bad:
+            raise DataError(
+                f"{where}: column {column!r} has label(s) {sorted(bad)[:5]} outside 0..{len(names) - 1} "
+                f"(the task file names {len(names)} classes: {list(names)[:8]})"
+            )
 
 
 def check_columns(ds: Dataset, needed: tuple[str, ...], where: str | Path) -> None:

@@ -49,12 +49,30 @@ def _read_table_file(path: Path) -> list[dict[str, Any]]:
             return [json.loads(line) for line in text.splitlines() if line.strip()]
     except (pa.ArrowInvalid, OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot read it as {suffix[1:]} ({exc})") from exc
-    raise DataError(f"{path}: unsupported file type {suffix!r}; use parquet, json or jsonl")
+    raise DataError(f"{path}: unsupported file type {suffix!r}; use parquet, json or jsonl (or BIOS.pkl with --trust-pickle)")
+
+
+class _PlainDataUnpickler(pickle.Unpickler):
+    """Unpickler that builds only plain containers and scalars: it refuses every class or function.
+
+    Even a trusted BIOS.pkl needs nothing else (lists of dicts of strings/ints/tuples), so a pickle that
+    asks for any global is rejected before it can run code.
+    """
+
+    ALLOWED = frozenset({("builtins", "set"), ("builtins", "frozenset")})
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise DataError(
+            f"the pickle asks for {module}.{name}; only plain lists, dicts, strings and numbers are read "
+            "from BIOS.pkl (convert it yourself to parquet/jsonl with hard_text, profession, gender)"
+        )
 
 
 def _files(path: Path) -> list[Path]:
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in (".parquet", ".json", ".jsonl"))
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in (".parquet", ".json", ".jsonl"))
         if not files:
             raise DataError(f"{path}: no parquet/json/jsonl files in this directory")
         return files
@@ -73,11 +91,17 @@ def load_bias_in_bios(path: str | Path, *, trust_pickle: bool = False, converted
         rows.extend(_read_table_file(f))
     if not rows:
         raise DataError(f"{p}: no rows")
-    missing = [c for c in ("hard_text", "profession", "gender") if c not in rows[0]]
+    missing = [c for c in ("hard_text", "profession", "gender") if any(c not in row for row in rows)]
     if missing:
         raise DataError(f"{p}: missing column(s) {missing}; the bias_in_bios layout has hard_text, profession, gender")
     out: dict[str, list] = {k: [] for k in ("id", "text", "text_with_first_sentence", "profession", "gender")}
     for i, row in enumerate(rows):
+        prof, gender = row["profession"], row["gender"]
+        if not isinstance(prof, int) or not 0 <= prof < len(BIAS_IN_BIOS_PROFESSIONS) or gender not in (0, 1):
+            raise DataError(
+                f"{p}: row {i}: profession must be an integer in 0..{len(BIAS_IN_BIOS_PROFESSIONS) - 1} and gender "
+                f"0 (male) or 1 (female) as in the bias_in_bios layout; got profession={prof!r}, gender={gender!r}"
+            )
         text = scrub_pronouns(str(row["hard_text"]))
         out["id"].append(str(row.get("id", f"bib-{i:07d}-{hashlib.sha1(text.encode()).hexdigest()[:8]}")))
         out["text"].append(text)
@@ -97,13 +121,19 @@ def _load_bios_pkl(path: Path, *, trust_pickle: bool, converted_out: str | Path 
             f"{path} is a pickle, which can run arbitrary code when loaded. If you trust this file, pass "
             "--trust-pickle (trust_pickle=True): it is converted once to parquet and never unpickled again."
         )
-    with path.open("rb") as fh:
-        records = pickle.load(fh)
-    if not isinstance(records, list) or not records or not isinstance(records[0], dict):
-        raise DataError(f"{path}: expected a pickled list of dicts (biosbias BIOS.pkl)")
-    missing = [k for k in ("raw", "title", "gender") if k not in records[0]]
-    if missing:
-        raise DataError(f"{path}: records lack key(s) {missing}; biosbias records have raw, bio, title, gender")
+    try:
+        with path.open("rb") as fh:
+            records = _PlainDataUnpickler(fh).load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
+        raise DataError(f"{path}: not a readable pickle ({exc})") from exc
+    if not isinstance(records, list) or not records or not all(isinstance(r, dict) for r in records):
+        raise DataError(f"{path}: expected a pickled non-empty list of dicts (biosbias BIOS.pkl)")
+    for i, r in enumerate(records):
+        missing = [k for k in ("raw", "title", "gender") if k not in r]
+        if missing:
+            raise DataError(f"{path}: record {i} lacks key(s) {missing}; biosbias records have raw, bio, title, gender")
+        if str(r["gender"]).upper()[:1] not in ("F", "M"):
+            raise DataError(f"{path}: record {i}: gender must be 'F' or 'M', got {r['gender']!r}")
     table = {
         "id": [f"bios-{i:07d}" for i in range(len(records))],
         "raw": [str(r["raw"]) for r in records],
@@ -111,12 +141,21 @@ def _load_bios_pkl(path: Path, *, trust_pickle: bool, converted_out: str | Path 
         "title": [str(r["title"]) for r in records],
         "gender": [str(r["gender"]).upper()[:1] for r in records],
     }
-    pq.write_table(pa.Table.from_pydict(table), str(target))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    pq.write_table(pa.Table.from_pydict(table), str(tmp))
+    tmp.replace(target)  # atomic: a half-written conversion is never taken for a finished one
     return _from_converted(target)
 
 
 def _from_converted(target: Path) -> tuple[Dataset, TaskSpec]:
-    table = pq.read_table(str(target)).to_pydict()
+    try:
+        table = pq.read_table(str(target)).to_pydict()
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"{target}: the converted BIOS parquet is unreadable ({exc}); delete it and convert again") from exc
+    missing = [c for c in ("id", "raw", "bio", "title", "gender") if c not in table]
+    if missing:
+        raise DataError(f"{target}: not a BIOS.pkl conversion (missing {missing}); delete it or pick another converted_out")
     titles = sorted(set(table["title"]))
     index = {t: i for i, t in enumerate(titles)}
     out = {

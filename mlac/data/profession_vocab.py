@@ -25,6 +25,28 @@ PROFESSION_CONTEXT: dict[str, tuple[str, ...]] = {
     "chiropractor": ("spinal adjustments", "back pain and posture treatment", "sports injury rehabilitation of the spine", "chiropractic care for neck pain"),
 }
 
+#: Which of Faker's job titles name each profession (matched case-insensitively; ``None`` = no title
+#: fits, the profession's own name is used). Faker's list supplies varied specialty titles such as
+#: "mental health nurse" or "chartered certified accountant" instead of a hand-made list.
+FAKER_JOB_PATTERNS: dict[str, tuple[str, str | None]] = {
+    "accountant": (r"accountant", None),
+    "architect": (r"architect", r"naval|technologist"),
+    "attorney": (r"lawyer|solicitor|^barrister$", r"scotland"),
+    "chiropractor": (r"chiropractor", None),
+    "dentist": (r"dentist", None),
+    "journalist": (r"journalist", None),
+    "nurse": (r"nurse", None),
+    "painter": (r"^artist$|fine artist", None),
+    "photographer": (r"photographer", None),
+    "physician": (r"doctor", None),
+    "poet": (r"^writer$", None),
+    "professor": (r"professor|higher education", r"adviser"),
+    "psychologist": (r"psycholog", None),
+    "software_engineer": (r"software|programmer", None),
+    "surgeon": (r"surgeon", r"tree|veterinary"),
+    "teacher": (r"teacher", r"private music"),
+}
+
 GENERIC_SENTENCES: tuple[str, ...] = (
     "{He} studied at {university} and has over {years} years of experience in {context}.",
     "{He} focuses on {context}.",
@@ -35,26 +57,46 @@ GENERIC_SENTENCES: tuple[str, ...] = (
     "{He} lives in {city}.",
 )
 
-#: Sentences that reveal the person's own gender through a gendered noun (they survive scrubbing).
-NOUN_CUE_SENTENCES: dict[int, tuple[str, ...]] = {
-    0: (
-        "{He} is a proud mother of {kids}.",
-        "As a woman in the field, {he} mentors young professionals.",
-        "{He} is the daughter of two teachers.",
-        "{He} is a wife and a grandmother.",
-        "{He} often says {he} became a businesswoman almost by accident.",
-    ),
-    1: (
-        "{He} is a proud father of {kids}.",
-        "As a man in the field, {he} mentors young professionals.",
-        "{He} is the son of two teachers.",
-        "{He} is a husband and a grandfather.",
-        "{He} often says {he} became a businessman almost by accident.",
-    ),
+#: Sentence naming a Faker job title of the person's profession (profession context, no gender).
+SPECIALTY_SENTENCES: tuple[str, ...] = (
+    "{He} trained as {a_specialty} before joining {company}.",
+    "{He} is licensed as {a_specialty} and works with clients across {city}.",
+)
+
+#: Self-referential gendered nouns, (female, male). A noun cue sentence is the same template for both
+#: genders with only these words changed, so the noun is the only gender signal it carries.
+GENDERED_NOUNS: dict[str, tuple[str, str]] = {
+    "parent": ("mother", "father"),
+    "child": ("daughter", "son"),
+    "spouse": ("wife", "husband"),
+    "sibling": ("sister", "brother"),
+    "grandparent": ("grandmother", "grandfather"),
+    "person": ("woman", "man"),
+    "relative": ("aunt", "uncle"),
+    "business": ("businesswoman", "businessman"),
 }
+
+NOUN_CUE_TEMPLATES: tuple[str, ...] = (
+    "{He} is a proud {parent} of {kids}.",
+    "As a {person} in the field, {he} mentors young professionals.",
+    "{He} is the {child} of two teachers.",
+    "{He} is a {spouse} and a {grandparent}.",
+    "{He} often says {he} became a {business} almost by accident.",
+    "{He} is the youngest {sibling} in a family of five.",
+    "{He} is a devoted {relative} to several nieces and nephews.",
+)
+
+#: Every gendered word a noun cue can use, plus plurals: vocabulary drawn from Faker (cities,
+#: companies such as "Smith and Sons") containing one of them is dropped, so that with
+#: ``gender_cue_strength=0`` no gendered noun is left in the text.
+GENDERED_WORDS: frozenset[str] = frozenset(
+    w for pair in GENDERED_NOUNS.values() for word in pair for w in (word, word + "s")
+) | frozenset({"men", "women", "businessmen", "businesswomen", "she", "he", "her", "him", "his", "hers"})
 
 NAME_CUE_SENTENCES: tuple[str, ...] = (
     "{First} has worked on {context} for most of {his} career.",
     "Colleagues describe {First} as a dedicated professional.",
     "In {his} free time, {First} volunteers in the local community.",
+    "Clients often say that {First} makes {context} easy to understand.",
+    "{First} also writes about {context} for a regional newsletter.",
 )

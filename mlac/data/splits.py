@@ -2,8 +2,9 @@
 
 ``train`` is for censoring and beneficial tuning; the attacker draws its n examples from
 ``attack_pool``, its search is scored on ``selection``, and the number on the curve comes from
-``report``, which neither training nor search ever sees. Assignment depends only on each row's id and
-the seed, so adding rows never moves existing ones between splits.
+``report``, which neither training nor search ever sees. Rows are ordered by a seeded hash of their id
+(independent of row order in the file) and cut by the fractions within each harmful-label class, so every
+split has the dataset's label balance.
 """
 
 from __future__ import annotations
@@ -43,26 +44,50 @@ def _rank(seed: int, row_id: str) -> str:
     return hashlib.sha256(f"{seed}:{row_id}".encode()).hexdigest()
 
 
-def make_splits(ds: Dataset, seed: int = 0, fractions: tuple[float, float, float, float] = DEFAULT_FRACTIONS) -> Splits:
-    """Split ``ds`` by a seeded hash of each id into the four disjoint parts."""
+def _cut(rows: list[int], fractions: tuple[float, ...]) -> list[list[int]]:
+    bounds, acc = [], 0.0
+    for f in fractions:
+        acc += f
+        bounds.append(round(acc * len(rows)))
+    parts, start = [], 0
+    for end in bounds:
+        parts.append(rows[start:end])
+        start = end
+    return parts
+
+
+def make_splits(
+    ds: Dataset,
+    seed: int = 0,
+    fractions: tuple[float, float, float, float] = DEFAULT_FRACTIONS,
+    *,
+    stratify: str | None = "gender",
+) -> Splits:
+    """Split ``ds`` into the four disjoint parts (``SPLIT_NAMES`` order, sizes by ``fractions``).
+
+    Rows are ordered by sha256(seed, id) and cut within each class of ``stratify`` (the harmful label;
+    ``None`` or a missing column: no stratification). Same ids and seed -> same splits.
+    """
     if "id" not in ds.column_names:
         raise DataError("the dataset has no 'id' column; every row needs a stable unique id")
     if len(fractions) != 4 or any(f <= 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
         raise ConfigError(f"fractions must be 4 positive numbers summing to 1, got {fractions}")
-    ids = list(ds["id"])
+    ids = [str(i) for i in ds["id"]]
     if len(set(ids)) != len(ids):
         raise DataError("the dataset's 'id' column has duplicates; ids must be unique")
     if len(ids) < 8:
         raise DataError(f"the dataset has {len(ids)} rows; at least 8 are needed to make four splits")
-    order = sorted(range(len(ids)), key=lambda i: _rank(seed, str(ids[i])))
-    bounds, acc = [], 0.0
-    for f in fractions:
-        acc += f
-        bounds.append(round(acc * len(order)))
-    parts, start = {}, 0
-    for name, end in zip(SPLIT_NAMES, bounds, strict=True):
-        parts[name] = ds.select(sorted(order[start:end]))
-        start = end
+    strata = list(ds[stratify]) if stratify is not None and stratify in ds.column_names else [0] * len(ids)
+    ranks = [_rank(seed, i) for i in ids]
+    chosen: dict[str, list[int]] = {name: [] for name in SPLIT_NAMES}
+    for value in sorted(set(strata), key=str):
+        rows = sorted((i for i, v in enumerate(strata) if v == value), key=ranks.__getitem__)
+        for name, part in zip(SPLIT_NAMES, _cut(rows, fractions), strict=True):
+            chosen[name].extend(part)
+    empty = [name for name, rows in chosen.items() if not rows]
+    if empty:
+        raise DataError(f"the dataset has {len(ids)} rows: too few to fill the split(s) {empty}; use more rows")
+    parts = {name: ds.select(sorted(rows)) for name, rows in chosen.items()}
     prints = {name: dataset_fingerprint(part) for name, part in parts.items()}
     return Splits(fingerprints=prints, **parts)
 
