@@ -74,8 +74,8 @@ class SynthConfig:
     names_per_gender: int = 400
     male_fraction: float = 0.54
     min_sentences: int = 2
-    max_sentences: int = 4
-    specialty_rate: float = 0.5
+    max_sentences: int = 3
+    specialty_rate: float = 0.3
     vocab_seed: int = 0
 
     def __post_init__(self) -> None:
