@@ -5,12 +5,13 @@ Run from the repository root::
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_audit.py --out /tmp/bench_audit [--presets smoke,quick]
 
-Writes ``bench_audit.json`` in ``--out`` and prints a Markdown summary for ``benchmarks/RESULTS.md``.
+Writes ``bench_audit[_PART].json`` in ``--out`` and prints each part's numbers (for ``benchmarks/RESULTS.md``).
 
 *Reference-style loop* = what the original code does: every trial tokenises to a fixed length of 128
 (padding included), the trunk runs on every step even for a frozen-trunk probe (no feature cache),
-plain (per-tensor) Adam, no pruning, trials one after the other. It is given the same search budget (same number of trials,
-same Optuna TPE seed and space, same n-subset, selection and report splits) as the engine.
+plain (per-tensor) Adam, no pruning, trials one after the other. It is given the same search budget: it
+runs exactly the configurations the engine's TPE chose (same n-subset, selection and report splits),
+each to its end.
 """
 
 from __future__ import annotations
@@ -123,24 +124,21 @@ def reference_trial(model: EncoderClassifier, data: AttackData, task: str, num_l
     return {"best_selection_accuracy": best_sel, "report_accuracy": best_rep, "wall_s": time.perf_counter() - started}
 
 
-def reference_search(model: EncoderClassifier, data: AttackData, space: SearchSpace, trials: int, seed: int,
-                     eval_every: int) -> dict[str, Any]:
-    """Sequential TPE over the same space, every trial run to its end."""
-    # Same TPE seed and start-up count as the engine's study, so both start from the same configurations.
-    sampler = optuna.samplers.TPESampler(seed=derived_seed("tpe", seed, "harmful", 100), n_startup_trials=5)
-    study = optuna.create_study(direction="maximize", sampler=sampler)
+def reference_search(model: EncoderClassifier, data: AttackData, configs: list[dict[str, Any]], eval_every: int) -> dict[str, Any]:
+    """The configurations the engine's TPE chose, run the reference way one after the other, each to its end."""
     started = time.perf_counter()
     best = None
-    for _ in range(trials):
-        trial = study.ask()
-        params = space.suggest(trial)
-        out = reference_trial(model, data, "harmful", 2, params, derived_seed("ref", trial.number), eval_every)
-        study.tell(trial, out["best_selection_accuracy"])
+    trials = []
+    for number, config in enumerate(configs):
+        params = AttackParams.from_dict(config)
+        out = reference_trial(model, data, "harmful", 2, params, derived_seed("ref", number), eval_every)
+        trials.append({"kind": params.kind, "steps": params.steps, "batch_size": params.batch_size, "lr": params.lr,
+                       "wall_s": out["wall_s"], "selection": out["best_selection_accuracy"]})
         if best is None or out["best_selection_accuracy"] > best["best_selection_accuracy"]:
             best = out
     assert best is not None
     return {"wall_s": time.perf_counter() - started, "best_selection_accuracy": best["best_selection_accuracy"],
-            "best_report_accuracy": best["report_accuracy"]}
+            "best_report_accuracy": best["report_accuracy"], "trials": trials}
 
 
 # ---------------------------------------------------------------- engine
@@ -157,8 +155,11 @@ def engine_search(base: Path, data_path: Path, space: SearchSpace, trials: int, 
     wall = time.perf_counter() - started
     best = driver.best_trial()
     pruned = sum(1 for t in driver.study.trials if t.state == optuna.trial.TrialState.PRUNED)
+    trials = [{**{k: t.user_attrs["attack_params"][k] for k in ("kind", "steps", "batch_size", "lr")},
+               "state": t.state.name, "wall_s": t.user_attrs.get("outcome", {}).get("wall_s"), "selection": t.value}
+              for t in driver.study.trials]
     return {"wall_s": wall, "best_selection_accuracy": best.value, "best_report_accuracy": best.user_attrs["outcome"]["report_accuracy"],
-            "pruned_trials": pruned}
+            "pruned_trials": pruned, "trials": trials}
 
 
 def bench_engine_vs_reference(base: Path, data_path: Path, trials: int) -> dict[str, Any]:
@@ -172,7 +173,8 @@ def bench_engine_vs_reference(base: Path, data_path: Path, trials: int) -> dict[
     loaded = ctx.model(str(base), torch.device("cpu"))
     data = ctx.attack_data(spec, loaded)
     engine = engine_search(base, data_path, space, trials, 0, 50)
-    reference = reference_search(loaded.model, data, space, trials, 0, 50)
+    configs = [{k: v for k, v in t.items() if k in ("kind", "steps", "batch_size", "lr")} for t in engine["trials"]]
+    reference = reference_search(loaded.model, data, configs, 50)
     return {"trials": trials, "space": space.to_dict(), "engine": engine, "reference": reference,
             "speedup": reference["wall_s"] / engine["wall_s"]}
 

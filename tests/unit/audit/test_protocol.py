@@ -54,4 +54,4 @@ def test_bad_input_errors(tmp_path: Path, audit_dataset: Path, tiny_checkpoint: 
     req = build_request("smoke", dataset=ds, models=(str(tiny_checkpoint),), sizes=(20, 5000))
     with pytest.raises(DataError, match="exceed the attack pool"):
         run_audit(req, tmp_path / "out")
-    assert not (tmp_path / "out" / "optuna.journal").exists()
+    assert not (tmp_path / "out" / "optuna.db").exists() and not (tmp_path / "out" / "baselines").exists()
