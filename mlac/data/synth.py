@@ -126,7 +126,6 @@ def name_pools() -> dict[int, tuple[str, ...]]:
     return {0: tuple(sorted(female - both)), 1: tuple(sorted(male - both))}
 
 
-_name_pools = name_pools  # kept for callers of the former private name
 
 
 def _forbidden_words() -> frozenset[str]:
