@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m mlac.demo --out demo-out
+	bash scripts/demo.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check mlac workers service tests benchmarks
