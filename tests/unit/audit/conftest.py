@@ -32,7 +32,8 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, audit_dataset: Pat
 
 @pytest.fixture(scope="session")
 def trained_pair(tmp_path_factory: pytest.TempPathFactory, audit_dataset: Path) -> tuple[Path, Path]:
-    """(base, random): a tiny BERT trained 200 steps (batch 16) on both labels of the train split, and its re-init."""
+    """(base, random): a tiny BERT trained 120 steps (batch 16, harmful loss weighted 3x) on both labels of the
+    train split, and its re-init."""
     from mlac.censor.base_model import make_base_model
     from mlac.censor.batches import encode_split
     from mlac.data import load_saved_dataset, make_splits
@@ -42,7 +43,8 @@ def trained_pair(tmp_path_factory: pytest.TempPathFactory, audit_dataset: Path) 
     tok = default_tokenizer()
     train = encode_split(make_splits(ds, 0).train, tok, task)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    base = make_base_model(train, tok, num_beneficial=len(task.beneficial_names), steps=200, batch_size=16, seed=0)
+    base = make_base_model(train, tok, num_beneficial=len(task.beneficial_names), steps=120, batch_size=16,
+                            harmful_weight=3.0, seed=0)
     root = tmp_path_factory.mktemp("pair")
     save_checkpoint(base, tok, root / "base", beneficial_names=task.beneficial_names)
     save_checkpoint(random_reinit(base, 1), tok, root / "random", beneficial_names=task.beneficial_names)
