@@ -38,3 +38,38 @@ def test_killed_censor_actor_restarts_and_resumes(ray_cluster, tiny_assets: dict
     assert result["steps_done"] == 30
     assert result["resumed_from"] is not None and result["resumed_from"] >= 8  # not redone from 0
     assert (out / "model.safetensors").is_file() and result["weights_sha256"]
+
+
+def test_censor_job_through_the_job_runner(ray_cluster, tiny_assets: dict[str, Path], tmp_path: Path) -> None:
+    """A ``censor`` job: named driver, censor actor, progress with steps and ETA, SUCCEEDED with the checkpoint."""
+    import threading
+
+    from workers.jobs import JobRunner
+    from workers.progress import CallbackSink
+    from workers.settings import RaySettings
+
+    events: list[dict] = []
+    outcome: dict = {}
+    ended = threading.Event()
+    sink = CallbackSink(lambda _, e: events.append(e), lambda _, s, r, e: (outcome.update(state=s, path=r, error=e), ended.set()))
+    runner = JobRunner(RaySettings(data_dir=tmp_path), tmp_path / "artifacts", poll_s=0.3)
+    spec = {"base": str(tiny_assets["base"]), "dataset": str(tiny_assets["data"]),
+            "censor_config": {**CONFIG, "outer_steps": 6, "checkpoint_every": 3, "val_every": 6}}
+    runner.submit("censor-job", "censor", spec, sink)
+    assert ended.wait(240), "the censor job did not finish"
+    assert outcome["state"] == "SUCCEEDED", outcome
+    assert (Path(outcome["path"]) / "model.safetensors").is_file()
+    steps = [e for e in events if e.get("stage") == "censor" and e.get("event") == "step"]
+    assert steps and steps[-1]["step"] == 6 and "eta_s" in steps[-1]
+    assert not runner.is_running("censor-job")
+
+
+def test_bad_job_specs_are_refused_with_a_fix() -> None:
+    from mlac.errors import ConfigError
+    from workers.jobs import check_spec
+
+    with pytest.raises(ConfigError, match="choose from"):
+        check_spec("train", {})
+    with pytest.raises(ConfigError, match="missing dataset"):
+        check_spec("censor", {"base": "/x"})
+    check_spec("audit", {"request": {}})
