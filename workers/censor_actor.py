@@ -84,4 +84,4 @@ class CensorRun:
 
 def censor_actor_class(max_restarts: int = 3) -> Any:
     """The remote version of :class:`CensorRun` (resources are set per instance with ``.options``)."""
-    return ray.remote(max_restarts=max_restarts, max_task_retries=max_restarts, max_concurrency=2)(CensorRun)
+    return ray.remote(max_restarts=max_restarts, max_task_retries=max_restarts, max_concurrency=2)(CensorRun)  # type: ignore[call-overload]  # stubs lack max_concurrency

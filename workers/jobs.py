@@ -207,8 +207,9 @@ class JobRunner:
         with self._lock:
             if self.is_running(job_id):
                 return
-            driver_cls = ray.remote(max_restarts=self.settings.actor_max_restarts,
-                                    max_task_retries=self.settings.actor_max_restarts, max_concurrency=4)(JobDriver)
+            restarts = self.settings.actor_max_restarts
+            driver_cls = ray.remote(  # type: ignore[call-overload]  # stubs lack max_concurrency
+                max_restarts=restarts, max_task_retries=restarts, max_concurrency=4)(JobDriver)
             driver = driver_cls.options(name=actor_name(job_id), namespace=NAMESPACE, lifetime="detached",
                                         get_if_exists=True, num_cpus=0).remote(
                 job_id, kind, spec, str(self.job_dir(job_id)), self._settings_dict()

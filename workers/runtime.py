@@ -134,7 +134,7 @@ def _single_machine_loopback() -> None:
 
 def _refresh_ray_auth_config() -> None:
     """Make this process see the auth env set above: Ray caches its config and token at import."""
-    from ray._raylet import AuthenticationTokenLoader, Config
+    from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]  # Cython module, no stubs
 
     Config.initialize("")
     AuthenticationTokenLoader.instance().reset_cache()
