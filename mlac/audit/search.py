@@ -316,11 +316,8 @@ class StudyDriver:
         self.key, self.base_spec, self.space, self.config = key, base_spec, space, config
         self.executor, self.should_stop, self.on_trial = executor, should_stop, on_trial
         self.identity = study_identity(key, base_spec, space, config, model_sha=model_sha, data_fingerprint=data_fingerprint)
-        # The TPE seed depends on (seed, task, n) only: every model gets the same start-up configurations.
-        sampler = TPESampler(seed=derived_seed("tpe", key.seed, key.task, key.n),
-                             constant_liar=True, n_startup_trials=config.tpe_startup_trials)
-        self.study = optuna.create_study(study_name=study_name(key, self.identity), storage=storage, sampler=sampler,
-                                         direction="maximize", load_if_exists=True)
+        self.study = optuna.create_study(study_name=study_name(key, self.identity), storage=storage,
+                                         sampler=self._sampler(0), direction="maximize", load_if_exists=True)
         if storage is not None:
             _recover_stale(self.study, storage)
         self.executed_now = 0
@@ -372,10 +369,19 @@ class StudyDriver:
                     for i in range(self.config.reruns)]
         return []
 
+    def _sampler(self, number: int) -> TPESampler:
+        """TPE seeded from (seed, task, n, trial number): the configuration of trial k depends only on the
+        trials before it, never on whether this process asked for them (a resumed study samples exactly
+        what an uninterrupted one would; a sampler's own RNG would restart at resume and repeat its draws).
+        The model is not in the seed: every model gets the same start-up configurations."""
+        return TPESampler(seed=derived_seed("tpe", self.key.seed, self.key.task, self.key.n, number),
+                          constant_liar=True, n_startup_trials=self.config.tpe_startup_trials)
+
     def _search_batch(self, size: int) -> list[dict[str, Any]]:
         rule = self._prune_rule()
         self._asked = []
         for _ in range(size):
+            self.study.sampler = self._sampler(len(self.study.get_trials(deepcopy=False)))
             trial = self.study.ask()
             self._asked.append((trial, self.space.suggest(trial)))
         return [self._spec(p, derived_seed("trial", self.key.seed, self.key.task, self.key.n, t.number), rule)

@@ -72,6 +72,12 @@ def test_resume_reuses_finished_trials(tmp_path: Path, tiny_checkpoint: Path, au
     third = Counting()
     again = _driver(tiny_checkpoint, audit_dataset, open_storage(url), third, cfg).run()
     assert third.executed == 0 and again.report_accuracy == result.report_accuracy
+    # The resumed study sampled exactly what an uninterrupted one samples, and ends at the same point.
+    whole = _driver(tiny_checkpoint, audit_dataset, None, Counting(), cfg)
+    uninterrupted = whole.run()
+    resumed = optuna.load_study(study_name=whole.study.study_name, storage=open_storage(url))
+    assert [t.params for t in resumed.trials] == [t.params for t in whole.study.trials]
+    assert uninterrupted.report_accuracy == result.report_accuracy
 
 
 def test_failed_trial_is_recorded_and_search_continues(tiny_checkpoint: Path, audit_dataset: Path) -> None:
