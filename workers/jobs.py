@@ -187,6 +187,7 @@ class JobRunner:
         self.artifact_root = Path(artifact_root)
         self.poll_s = poll_s
         self._threads: dict[str, threading.Thread] = {}
+        self._reported: set[str] = set()
         self._lock = threading.Lock()
 
     def _settings_dict(self) -> dict[str, Any]:
@@ -207,6 +208,7 @@ class JobRunner:
         with self._lock:
             if self.is_running(job_id):
                 return
+            self._reported.discard(job_id)
             restarts = self.settings.actor_max_restarts
             driver_cls = ray.remote(  # type: ignore[call-overload]  # stubs lack max_concurrency
                 max_restarts=restarts, max_task_retries=restarts, max_concurrency=4)(JobDriver)
@@ -248,6 +250,7 @@ class JobRunner:
             outcome = {"state": FAILED, "result_path": None, "error": traceback.format_exc()}
         except SystemExit:  # Ray is shutting down in this process: the detached driver goes on
             return
+        self._reported.add(job_id)
         try:
             sink.finished(job_id, outcome["state"], outcome.get("result_path"), outcome.get("error"))
         finally:
@@ -267,7 +270,7 @@ class JobRunner:
     def is_running(self, job_id: str) -> bool:
         """Whether this runner is still watching the job (it has not reported ``finished`` yet)."""
         thread = self._threads.get(job_id)
-        return thread is not None and thread.is_alive()
+        return thread is not None and thread.is_alive() and job_id not in self._reported
 
     def wait(self, job_id: str, timeout: float | None = None) -> None:
         """Block until the job's watcher has reported ``finished`` to the sink."""
