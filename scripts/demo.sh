@@ -14,7 +14,7 @@ echo "== 1/3 synthetic data"
 
 echo "== 2/3 base model + MLAC censoring"
 "$BIN/mlac-audit" censor --base tiny --data "$OUT/bios.parquet" --out "$OUT/censored" \
-  --steps ${MLAC_STEPS:-150} --inner-steps 2 --outer-lr 1e-4 --val-every 50 --max-length 64
+  --steps ${MLAC_STEPS:-150} --inner-steps 2 --outer-lr 1e-4 --val-every 50 --max-length 96
 
 echo "== 3/3 audit: censored vs random and base (preset quick)"
 "$BIN/mlac-audit" audit --model "$OUT/censored" --base "$OUT/censored/base" --baselines random,base \

@@ -155,7 +155,7 @@ class SyntheticDatasetCreate(Strict):
     seed: Seed = 0
     n_professions: int = Field(default=12, ge=2, le=28)
     gender_cue_strength: float = Field(default=1.0, ge=0, le=1)
-    name_cue_rate: float = Field(default=0.85, ge=0, le=1)
+    name_cue_rate: float = Field(default=0.95, ge=0, le=1)
     noun_cue_rate: float = Field(default=0.15, ge=0, le=1)
     names_per_gender: int = Field(default=400, ge=1, le=5000)
     male_fraction: float = Field(default=0.54, ge=0, le=1)
