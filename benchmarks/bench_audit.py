@@ -46,8 +46,8 @@ from mlac.models import EncoderClassifier, make_head
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def make_inputs(out: Path) -> tuple[Path, Path]:
-    """A 3,000-bio synthetic dataset and a tiny BERT base model trained 300 steps on it."""
+def make_inputs(out: Path, n_bios: int = 3000) -> tuple[Path, Path]:
+    """An ``n_bios`` synthetic dataset and a tiny BERT base model trained 300 steps on it."""
     from mlac.censor.base_model import make_base_model
     from mlac.censor.batches import encode_split
     from mlac.data import SynthConfig, generate_synthetic, make_splits, save_dataset
@@ -56,7 +56,7 @@ def make_inputs(out: Path) -> tuple[Path, Path]:
     data = out / "bios.parquet"
     base = out / "base"
     if not data.is_file():
-        ds, task = generate_synthetic(SynthConfig(n_bios=3000, seed=0))
+        ds, task = generate_synthetic(SynthConfig(n_bios=n_bios, seed=0))
         save_dataset(ds, task, data)
     if not (base / "model.safetensors").is_file():
         from mlac.data import load_saved_dataset

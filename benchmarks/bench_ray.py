@@ -34,32 +34,13 @@ from typing import Any
 
 import optuna
 import torch
+from bench_audit import make_inputs  # same cached inputs as the audit benchmark (run from benchmarks/)
 
 from mlac.audit.presets import build_request
 from mlac.audit.runner import STUDIES_FILE, run_audit
 from mlac.audit.search import InProcessExecutor
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-def make_inputs(out: Path, n_bios: int) -> tuple[Path, Path]:
-    """A synthetic dataset and a tiny BERT base model trained 300 steps on both labels (cached in ``out``)."""
-    from mlac.censor.base_model import make_base_model
-    from mlac.censor.batches import encode_split
-    from mlac.data import SynthConfig, generate_synthetic, load_saved_dataset, make_splits, save_dataset
-    from mlac.models import default_tokenizer, save_checkpoint
-
-    data, base = out / "bios.parquet", out / "base"
-    if not data.is_file():
-        ds, task = generate_synthetic(SynthConfig(n_bios=n_bios, seed=0))
-        save_dataset(ds, task, data)
-    if not (base / "model.safetensors").is_file():
-        ds, task = load_saved_dataset(data)
-        tok = default_tokenizer()
-        model = make_base_model(encode_split(make_splits(ds, 0).train, tok, task), tok,
-                                num_beneficial=len(task.beneficial_names), steps=300, seed=0)
-        save_checkpoint(model, tok, base, beneficial_names=task.beneficial_names)
-    return data, base
 
 
 def seed_points(run_dir: Path) -> list[tuple[Any, ...]]:
