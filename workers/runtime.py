@@ -71,8 +71,14 @@ def ensure_token(ray_dir: Path) -> Path:
 
 
 def init_ray(settings: RaySettings) -> RayHandle:
-    """Connect to ``settings.address`` or start a local Ray; idempotent within a process."""
+    """Connect to ``settings.address`` or start a local Ray; idempotent within a process.
+
+    When this process is already connected, the existing connection is kept as it is: its auth
+    settings are not touched (switching the token of a live connection makes Ray abort)."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if ray.is_initialized():
+        env_path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+        return RayHandle(_dashboard_url(), _gcs_address(), Path(env_path) if env_path else None, started_locally=False)
     if settings.address:
         env_path = os.environ.get("RAY_AUTH_TOKEN_PATH")
         token_path = Path(env_path) if env_path else None

@@ -39,6 +39,8 @@ from mlac.audit.attacks import KINDS, OPTIMIZERS, SCHEDULES, AttackParams
 from mlac.audit.trial import PruneRule, TrialSpec, WorkerContext, run_trial
 from mlac.errors import ConfigError, MlacError, StoppedError
 
+#: Optional keys an executor adds to a trial result to say where it ran; kept as the "placement" user attribute.
+PLACEMENT_KEYS = ("node_id", "worker_pid")
 log = logging.getLogger(__name__)
 
 Progress = Callable[[dict[str, Any]], None]
@@ -424,6 +426,9 @@ class StudyDriver:
         for step, acc in result["selection_curve"]:
             trial.report(float(acc), int(step))
         trial.set_user_attr("outcome", {k: result[k] for k in ("report_accuracy", "wall_s", "flops", "steps_run", "best_step")})
+        placement = {k: result[k] for k in PLACEMENT_KEYS if result.get(k) is not None}
+        if placement:  # where an executor ran the trial (e.g. a Ray node id and worker pid)
+            trial.set_user_attr("placement", placement)
         if result["pruned"]:
             self.study.tell(trial, state=TrialState.PRUNED)
         else:

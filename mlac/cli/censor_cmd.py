@@ -1,9 +1,16 @@
-"""``mlac-audit censor``: MLAC-censor a base model on a saved dataset, with a progress bar and a summary."""
+"""``mlac-audit censor``: MLAC-censor a base model on a saved dataset, with a progress bar and a summary.
+
+``--ray [ADDRESS]`` runs the training in a restartable Ray actor through the runner that the Ray layer
+registers under the entry-point group ``mlac_audit.censor_runners`` (name ``ray``), so ``mlac`` never
+imports Ray itself.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +18,7 @@ from mlac.censor.config import MLACConfig
 from mlac.errors import ConfigError
 
 _DEFAULTS = MLACConfig()
+CENSOR_RUNNER_GROUP = "mlac_audit.censor_runners"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -49,7 +57,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--device", default=_DEFAULTS.device, help="auto, cpu or cuda[:N]")
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT holds a resumable state")
     p.add_argument("--no-summary-attack", action="store_true", help="skip the base-vs-censored attack summary")
+    p.add_argument("--ray", nargs="?", const="auto", default=None, metavar="ADDRESS",
+                   help="train in a Ray actor (restarted after a crash, resuming from its last checkpoint): "
+                   "alone, RAY_ADDRESS or a local Ray; with ADDRESS, that cluster")
     p.set_defaults(func=run)
+
+
+def _censor_runner() -> Callable[..., dict[str, Any]]:
+    found = [ep for ep in metadata.entry_points(group=CENSOR_RUNNER_GROUP) if ep.name == "ray"]
+    if not found:
+        raise ConfigError("--ray needs the Ray layer (the `workers` package, entry point "
+                          f"{CENSOR_RUNNER_GROUP}:ray); it is not installed: run without --ray")
+    runner: Callable[..., dict[str, Any]] = found[0].load()
+    return runner
 
 
 def _config(args: argparse.Namespace) -> MLACConfig:
@@ -121,20 +141,25 @@ def run(args: argparse.Namespace) -> int:
                     + ("  (best)" if rec["best"] else "")
                 )
 
-        result = train_mlac(model, tok, splits.train, task, config, out_dir=args.out, progress=on_progress,
-                            resume=not args.no_resume, parent_sha256=parent_sha,
-                            dataset_fingerprint=splits.fingerprints.get("train"), beneficial_names=task.beneficial_names)
-    summary: dict[str, Any] = {
-        "out": str(args.out), "weights_sha256": result.weights_sha256, "parent_sha256": parent_sha,
-        "steps": result.steps_done, "best_step": result.best_step, "best_objective": result.best_objective,
-        "final_inner_lr": result.inner_lr, "resumed_from": result.resumed_from,
-        "skipped_nonfinite_steps": result.skipped_nonfinite,
-    }
+        if args.ray is None:
+            result = train_mlac(model, tok, splits.train, task, config, out_dir=args.out, progress=on_progress,
+                                resume=not args.no_resume, parent_sha256=parent_sha,
+                                dataset_fingerprint=splits.fingerprints.get("train"),
+                                beneficial_names=task.beneficial_names)
+            censored = result.model
+            summary: dict[str, Any] = {
+                "out": str(args.out), "weights_sha256": result.weights_sha256, "parent_sha256": parent_sha,
+                "steps": result.steps_done, "best_step": result.best_step, "best_objective": result.best_objective,
+                "final_inner_lr": result.inner_lr, "resumed_from": result.resumed_from,
+                "skipped_nonfinite_steps": result.skipped_nonfinite,
+            }
+        else:
+            censored, summary = _train_on_ray(args, config, model, tok, parent_sha, num_ben, on_progress)
     if base_copy is not None:
         atk = encode_split(splits.attack_pool, tok, task, config.max_length)
         ev = encode_split(splits.selection, tok, task, config.max_length)
         rows = {}
-        for name, m in (("base", base_copy), ("censored", result.model)):
+        for name, m in (("base", base_copy), ("censored", censored)):
             harm = simulated_attack(m, config, atk, ev, repeats=8, seed=args.seed).accuracy
             ben = finetune_attack(m, atk, ev, task="beneficial", num_labels=num_ben, steps=config.inner_steps,
                                   lr=config.inner_lr, batch_size=sorted(config.inner_batch_sizes)[len(config.inner_batch_sizes) // 2],
@@ -145,7 +170,44 @@ def run(args: argparse.Namespace) -> int:
                       "held-out selection split):")
         for name, r in rows.items():
             console.print(f"  {name:9s} harmful acc {r['harmful_acc']:.3f}   beneficial acc {r['beneficial_acc']:.3f}")
-    console.print(f"censored model saved to {args.out} (sha256 {str(result.weights_sha256)[:12]}…), "
-                  f"best step {result.best_step} of {result.steps_done}")
+    console.print(f"censored model saved to {args.out} (sha256 {str(summary['weights_sha256'])[:12]}…), "
+                  f"best step {summary['best_step']} of {summary['steps']}")
     print(json.dumps(summary, indent=2, default=str))
     return 0
+
+
+def _train_on_ray(args: argparse.Namespace, config: MLACConfig, model: Any, tok: Any, parent_sha: str | None,
+                  num_ben: int, on_progress: Callable[[dict[str, Any]], None]) -> tuple[Any, dict[str, Any]]:
+    """Train in the Ray layer's censoring actor; return the censored model (read back from OUT) and a summary.
+
+    The actor reads the base from disk, so a base that is not a checkpoint directory ('tiny', 'minilm') is
+    saved under OUT/base first. ``--no-resume`` clears OUT's resumable state before the actor starts."""
+    import shutil
+
+    from mlac.censor.train import RESUME_DIR
+    from mlac.device import resolve_device
+    from mlac.models import load_checkpoint, save_checkpoint
+
+    runner = _censor_runner()
+    base_dir = Path(args.base)
+    if not base_dir.is_dir():
+        base_dir = args.out / "base"
+        if not (base_dir / "model.safetensors").exists():
+            save_checkpoint(model, tok, base_dir, {"kind": str(args.base), "seed": args.seed})
+    if args.no_resume:
+        shutil.rmtree(args.out / RESUME_DIR, ignore_errors=True)
+
+    def forward(rec: dict[str, Any]) -> None:
+        if rec.get("event") == "step" and all(k in rec for k in ("total", "beneficial_ce", "adv_mean", "inner_lr")):
+            on_progress(rec)
+        elif rec.get("event") == "validation" and "objective" in rec:
+            on_progress({"best": False, **rec})
+
+    out = runner(base_dir, args.data, args.out, config.to_dict(), address=None if args.ray == "auto" else args.ray,
+                 split_seed=args.split_seed, progress=forward)
+    censored = load_checkpoint(args.out, num_beneficial=num_ben, seed=args.seed,
+                               device=resolve_device(config.device)).model.eval()
+    summary = {"out": str(args.out), "weights_sha256": out.get("weights_sha256"), "parent_sha256": parent_sha,
+               "steps": out.get("steps_done"), "best_step": out.get("best_step"),
+               "best_objective": out.get("best_objective"), "resumed_from": out.get("resumed_from"), "ray": True}
+    return censored, summary
