@@ -82,6 +82,9 @@ def audit_request(body: JobCreate, store: JobStore, owner: str | None, dataset_p
               if v is not None}
     if search:
         request = request.replace(search={**request.to_dict()["search"], **search})
+    policy = opts.verdict.model_dump(exclude_none=True)
+    if policy:
+        request = request.replace(verdict={**request.to_dict()["verdict"], **policy})
     return request.to_dict()
 
 

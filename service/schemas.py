@@ -25,6 +25,17 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class VerdictOptions(Strict):
+    """PASS/FAIL thresholds of the audit's verdict (mlac.audit.verdict.VerdictPolicy); None: the default."""
+
+    delta_random: float | None = Field(default=None, ge=0.0, le=1.0,
+                                       description="harmful accuracy may exceed random's by at most this (0.05)")
+    epsilon_beneficial: float | None = Field(default=None, ge=0.0, le=1.0,
+                                             description="beneficial accuracy may fall below base's by at most this (0.05)")
+    statistic: Literal["mean", "ci"] | None = Field(default=None, description="mean over seeds or conservative CI end")
+    min_data_cost_multiplier: float | None = Field(default=None, gt=0.0, le=1e6)
+
+
 class AuditOptions(Strict):
     """Overrides of the preset's audit protocol (None: the preset's value)."""
 
@@ -41,6 +52,7 @@ class AuditOptions(Strict):
     report_max: int | None = Field(default=None, ge=2, le=1_000_000)
     max_length: int | None = Field(default=None, ge=8, le=512)
     split_seed: Seed = 0
+    verdict: VerdictOptions = Field(default_factory=VerdictOptions)
 
 
 class CensorOptions(Strict):

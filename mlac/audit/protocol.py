@@ -16,6 +16,7 @@ from typing import Any
 
 from mlac.audit.attacks import TASKS
 from mlac.audit.search import SearchConfig, SearchSpace, StudyKey
+from mlac.audit.verdict import VerdictPolicy
 from mlac.errors import ConfigError, DataError
 from mlac.models import validate_checkpoint_dir
 
@@ -64,10 +65,13 @@ class AuditRequest:
     max_length: int = 128
     device: str = "auto"
     preset: str | None = None
+    verdict: VerdictPolicy = field(default_factory=VerdictPolicy)
 
     def __post_init__(self) -> None:
         for name in ("models", "baselines", "tasks", "sizes", "seeds"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
+        if isinstance(self.verdict, dict):
+            object.__setattr__(self, "verdict", VerdictPolicy.from_dict(self.verdict))
         for name, cls in (("space", SearchSpace), ("search", SearchConfig), ("baseline_config", BaselineConfig)):
             value = getattr(self, name)
             if isinstance(value, dict):

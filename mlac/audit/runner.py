@@ -237,4 +237,4 @@ def assemble_result(prepared: PreparedAudit, results: list[StudyResult], *, wall
 
     points = [SeedPoint.from_dict(study_record(r)) for r in results]
     return AuditResult(request=prepared.request.to_dict(), curves=build_curves(points), seed_points=points,
-                       provenance=provenance(prepared), timings={"wall_s": wall_s})
+                       provenance=provenance(prepared), timings={"wall_s": wall_s}, policy=prepared.request.verdict)

@@ -51,6 +51,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     audit.add_argument("--ray", nargs="?", const="auto", default=None, metavar="ADDRESS",
                        help="run trials on Ray (local when no address is given); needs the workers package")
     audit.add_argument("--quiet", action="store_true", help="no progress bars")
+    verdict = audit.add_argument_group("verdict policy (PASS/FAIL thresholds, stored in the result)")
+    verdict.add_argument("--verdict-delta", type=float, default=None,
+                         help="harmful accuracy may exceed the random baseline's by at most this (default 0.05)")
+    verdict.add_argument("--verdict-epsilon", type=float, default=None,
+                         help="beneficial accuracy may fall below the base model's by at most this (default 0.05)")
+    verdict.add_argument("--verdict-statistic", choices=("mean", "ci"), default=None,
+                         help="compare the mean over seeds, or the conservative end of the 95%% CI (default mean)")
+    verdict.add_argument("--min-data-cost", type=float, default=None,
+                         help="also require a data-cost multiplier of at least this")
     audit.set_defaults(func=_audit)
 
     report = sub.add_parser("report", help="re-render the figures and HTML card of an audit folder")
@@ -63,6 +72,7 @@ def build_request_from_args(args: argparse.Namespace) -> Any:
     from dataclasses import replace
 
     from mlac.audit.presets import build_request, preset_values
+    from mlac.audit.verdict import VerdictPolicy
 
     values = preset_values(args.preset)
     space, search = values["space"], values["search"]
@@ -71,11 +81,15 @@ def build_request_from_args(args: argparse.Namespace) -> Any:
     changes = {k: v for k, v in (("max_trials", args.max_trials), ("patience", args.patience), ("reruns", args.reruns)) if v is not None}
     if changes:
         search = replace(search, **changes)
-    return build_request(
+    policy = {k: v for k, v in (("delta_random", args.verdict_delta), ("epsilon_beneficial", args.verdict_epsilon),
+                                ("statistic", args.verdict_statistic),
+                                ("min_data_cost_multiplier", args.min_data_cost)) if v is not None}
+    request = build_request(
         args.preset, dataset=str(args.data), models=tuple(str(m) for m in args.model), base=args.base,
         baselines=tuple(args.baselines), tasks=args.tasks, sizes=args.sizes, seeds=args.seeds,
         space=space, search=search, device=args.device,
     )
+    return request.replace(verdict=VerdictPolicy(**policy)) if policy else request
 
 
 def _executor(address: str | None) -> Any:

@@ -55,3 +55,22 @@ def test_bad_input_errors(tmp_path: Path, audit_dataset: Path, tiny_checkpoint: 
     with pytest.raises(DataError, match="exceed the attack pool"):
         run_audit(req, tmp_path / "out")
     assert not (tmp_path / "out" / "optuna.db").exists() and not (tmp_path / "out" / "baselines").exists()
+
+
+def test_verdict_policy_comes_from_the_request_and_the_cli(audit_dataset: Path, tiny_checkpoint: Path) -> None:
+    from mlac.cli.audit_cmd import build_request_from_args
+    from mlac.cli.main import build_parser
+
+    req = build_request("smoke", dataset=str(audit_dataset), models=(str(tiny_checkpoint),),
+                        verdict={"epsilon_beneficial": 0.1})
+    assert req.verdict.epsilon_beneficial == 0.1 and req.verdict.delta_random == 0.05
+    assert AuditRequest.from_dict(req.to_dict()) == req
+    with pytest.raises(ConfigError, match="delta_random"):
+        build_request("smoke", dataset=str(audit_dataset), verdict={"delta_random": 2.0})
+    with pytest.raises(ConfigError, match="unknown"):
+        build_request("smoke", dataset=str(audit_dataset), verdict={"delta": 0.1})
+    args = build_parser().parse_args(["audit", "--data", str(audit_dataset), "--model", str(tiny_checkpoint),
+                                      "--preset", "smoke", "--out", "o", "--verdict-delta", "0.3",
+                                      "--verdict-statistic", "ci", "--min-data-cost", "10"])
+    policy = build_request_from_args(args).verdict
+    assert (policy.delta_random, policy.statistic, policy.min_data_cost_multiplier) == (0.3, "ci", 10.0)

@@ -52,7 +52,7 @@ class Wide(InProcessExecutor):
 def request_(audit_dataset: Path, tiny_checkpoint: Path) -> Any:
     return build_request("smoke", dataset=str(audit_dataset), models=(str(tiny_checkpoint),), base=str(tiny_checkpoint),
                          baselines=("random",), tasks=("harmful",), sizes=(20,), seeds=(0, 1), selection_max=120,
-                         report_max=120)
+                         report_max=120, verdict={"delta_random": 0.2, "statistic": "ci"})
 
 
 def test_same_request_same_result_json(tmp_path: Path, request_: Any) -> None:
@@ -64,6 +64,7 @@ def test_same_request_same_result_json(tmp_path: Path, request_: Any) -> None:
     b = json.loads((tmp_path / "b" / "result.json").read_text())
     assert _strip(a, tmp_path / "a") == _strip(b, tmp_path / "b")
     assert a["schema_version"] == result.schema_version
+    assert a["policy"]["delta_random"] == 0.2 and a["policy"]["statistic"] == "ci"  # the request's verdict policy
     assert {c["model"] for c in a["curves"]} == {"tiny", "random"}
     assert len(a["seed_points"]) == 2 * 1 * 1 * 2
     assert all(len(p["rerun_accuracies"]) == 2 and 1 <= p["trials_run"] <= 4 for p in a["seed_points"])
