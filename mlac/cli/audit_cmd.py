@@ -103,12 +103,15 @@ def _executor(address: str | None) -> Any:
 
 
 def _audit(args: argparse.Namespace) -> int:
+    import optuna
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from mlac.audit.protocol import plan_counts
     from mlac.audit.runner import run_audit
 
+    if not args.verbose:  # one "study created" line per study would drown the progress bars
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
     request = build_request_from_args(args)
     request.validate()
     executor = _executor(args.ray)

@@ -44,6 +44,7 @@ def test_smoke_audit_through_the_cli(tmp_path: Path) -> None:
     run = _cli("audit", "--model", str(tmp_path / "audited"), "--base", "tiny", "--data", str(data),
                "--baselines", "random,base", "--preset", "smoke", "--out", str(out), "--quiet")
     assert run.returncode == 0, run.stderr[-3000:]
+    assert "study created" not in run.stderr  # Optuna's per-study INFO lines are silenced without --verbose
     for label in ("audited", "random", "base"):
         assert label in run.stdout  # the closing table names every model
 

@@ -53,3 +53,22 @@ def test_compute_rows_are_kept_only_where_the_step_changes() -> None:
     entry = budget_curves([SeedPoint("m", "harmful", 20, 0, 0.65, 0.75, trial_history=flat)])[0]
     assert [r["wall_s"] for r in entry["by_wall_s"]] == [1.0, 4.0, 5.0]  # first, the improvement, the end
     assert [r["trials"] for r in entry["by_trials"]] == [1, 2, 3, 4, 5]  # the trial axis keeps every trial
+
+
+def _hist(reports: list[float | None], walls: list[float]) -> list[dict]:
+    return [{"trial": i + 1, "wall_s_cum": w, "flops_cum": 10.0 * w, "best_report_acc_so_far": r,
+             "best_selection_acc_so_far": r} for i, (r, w) in enumerate(zip(reports, walls, strict=True))]
+
+
+def test_budget_curves_aggregate_seeds() -> None:
+    a = SeedPoint("m", "harmful", 20, 0, 0.7, 0.7, trial_history=_hist([None, 0.6, 0.7], [1.0, 2.0, 3.0]))
+    b = SeedPoint("m", "harmful", 20, 1, 0.8, 0.8, trial_history=_hist([0.5, 0.8], [2.0, 4.0]))  # stopped early
+    (entry,) = budget_curves([a, b])
+    assert entry["seeds"] == 2
+    # trial 1: seed 0 has no completed trial yet -> not plotted; seed 1 keeps 0.8 after its last trial
+    assert [(r["trials"], r["report"]["mean"]) for r in entry["by_trials"]] == [(2, pytest.approx(0.7)),
+                                                                               (3, pytest.approx(0.75))]
+    assert [(r["wall_s"], r["report"]["mean"]) for r in entry["by_wall_s"]] == [
+        (2.0, pytest.approx(0.55)), (3.0, pytest.approx(0.6)), (4.0, pytest.approx(0.75))]
+    assert entry["by_wall_s"][-1]["report"]["min"] == pytest.approx(0.7)
+    assert [r["flops"] for r in entry["by_flops"]] == [20.0, 30.0, 40.0]

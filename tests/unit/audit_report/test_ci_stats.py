@@ -119,3 +119,12 @@ def test_records_round_trip_and_validate() -> None:
             SeedPoint.from_dict(broken)  # type: ignore[arg-type]
     with pytest.raises(DataError, match="ci_t"):
         CurvePoint.from_dict({**c.to_dict(), "ci_t": [0.1]})
+
+
+def test_bootstrap_agrees_with_scipy_percentile_within_monte_carlo_error() -> None:
+    sample = SAMPLES[0]
+    ref = sps.bootstrap((np.asarray(sample),), np.mean, n_resamples=20000, method="percentile", confidence_level=0.95,
+                        rng=np.random.default_rng(1)).confidence_interval
+    lo, hi = bootstrap_ci(sample, 0.95, 20000, seed=2)
+    assert lo == pytest.approx(ref.low, abs=0.004) and hi == pytest.approx(ref.high, abs=0.004)
+    assert lo < float(np.mean(sample)) < hi

@@ -101,3 +101,12 @@ def test_compute_derived_covers_audited_models_and_needs_baselines() -> None:
     only_random = _points({"mine": 0.55, "random": 0.5})
     d2 = compute_derived(build_curves(only_random), only_random)
     assert set(d2["models"]["mine"]) == {"harmful_auc"}
+
+
+def test_compute_derived_on_a_result(make_result) -> None:
+    derived = make_result().derived
+    assert derived["audited"] == ["censored"]
+    entry = derived["models"]["censored"]
+    assert {"data_cost_multiplier", "beneficial_drop_vs_base", "harmful_auc"} <= set(entry)
+    assert entry["data_cost_multiplier"][0]["reached"] is False  # censored never reaches base's 0.9
+    assert len(derived["budget_curves"]) == 3 * 2 * 2
