@@ -97,6 +97,14 @@ def outer_objective(
     beneficial_ce = F.cross_entropy(ben_logits, outer.beneficial)
 
     fast: Params = {k: params[k] for k in trunk_names(params)}
+    rows = embedding_rows(model, params, [outer, *inner])
+    if rows is not None:  # adapt only the embedding rows these batches use (exact; see embedding_rows)
+        emb_key, used = rows
+        fast[emb_key] = params[emb_key].index_select(0, used)
+        outer_in = _remap_ids(outer.inputs, used)
+        inner = [Batch(_remap_ids(b.inputs, used), b.harmful, b.beneficial) for b in inner]
+    else:
+        outer_in = outer.inputs
     # A fresh head is a constant for the defender, but the attacker differentiates through it.
     fast.update({f"__head__.{k}": (v if v.requires_grad else v.detach().requires_grad_(True)) for k, v in head.items()})
     state = opt.init(fast)
@@ -111,7 +119,7 @@ def outer_objective(
         clipped, norm = clip_by_global_norm(grads, cfg.inner_grad_clip)
         grad_norms.append(norm)
         fast, state = opt.update(clipped, state, fast, lr)
-        logits.append(head_logits(features(model, {**fixed, **_trunk(fast)}, outer.inputs), _prefixed(fast, "__head__.")))
+        logits.append(head_logits(features(model, {**fixed, **_trunk(fast)}, outer_in), _prefixed(fast, "__head__.")))
 
     stacked = torch.stack(logits)  # [K+1, N, C]
     adv = adversarial_values(stacked, outer.harmful, cfg.adv_loss, cfg.remap_steps)
@@ -128,6 +136,40 @@ def outer_objective(
     return OuterTerms(
         total, beneficial_ce, adv, harmful_ce, norms, entropy, stacked[-1].detach(), ben_logits.detach()
     )
+
+
+WORD_EMBEDDINGS_SUFFIX = "word_embeddings.weight"
+
+
+def embedding_rows(model: nn.Module, params: Mapping[str, torch.Tensor],
+                   batches: Sequence[Batch]) -> tuple[str, torch.Tensor] | None:
+    """The word-embedding parameter's name and the sorted token ids the batches use, when worth restricting.
+
+    The simulated attacker's inner optimiser only ever changes embedding rows that some inner batch looks
+    up (a row with zero gradient keeps zero Adam moments and does not move), and the outer batch reads only
+    its own rows, so adapting the gathered rows ``W[used]`` with remapped ids gives the same logits and the
+    same outer gradient as adapting all of ``W``, at a fraction of the cost (the vocabulary is most of a
+    small BERT's parameters). The padding row (id 0) is always included, so that the embedding's
+    ``padding_idx`` 0 still names it. None (use the dense path) when the model has no single word
+    embedding, its padding index is not None or 0, or the batches use most of the vocabulary anyway.
+    """
+    keys = [k for k in params if k.endswith(WORD_EMBEDDINGS_SUFFIX)]
+    if len(keys) != 1 or any("input_ids" not in b.inputs for b in batches):
+        return None
+    module = model.get_submodule(keys[0][: -len(".weight")])
+    if getattr(module, "padding_idx", None) not in (None, 0):
+        return None
+    weight = params[keys[0]]
+    ids = torch.cat([b.inputs["input_ids"].reshape(-1) for b in batches] + [weight.new_zeros(1, dtype=torch.long)])
+    used = torch.unique(ids)
+    if used.numel() > 0.75 * weight.shape[0]:
+        return None
+    return keys[0], used
+
+
+def _remap_ids(inputs: Mapping[str, torch.Tensor], used: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``inputs`` with each token id replaced by its position in the sorted ``used`` ids."""
+    return {**inputs, "input_ids": torch.searchsorted(used, inputs["input_ids"])}
 
 
 def _prefixed(params: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
