@@ -1,0 +1,1 @@
+"""Experiments that use the project's library: see ``experiments/replication`` (issue 7)."""
