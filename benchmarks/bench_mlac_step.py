@@ -160,11 +160,11 @@ def measure(impl: str, k: int, second_order: bool, repeats: int, device_name: st
         step = ours_step_fn(model, batch, device, k, second_order)
     else:
         step = higher_step_fn(model, batch, device, k, second_order)
+    base_rss = _rss_mb()  # after set-up, before the first step: the steps' own memory is what is measured
     step()  # warm-up
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    base_rss = _rss_mb()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()

@@ -74,12 +74,15 @@ class DifferentiableAdam:
         new_params: Params = {}
         m_new: Params = {}
         v_new: Params = {}
+        # The step size (a tensor when the inner lr is learned) multiplies m / denom last: autograd then
+        # keeps one extra parameter-sized tensor per step for the second-order graph instead of two.
+        step_size = lr / corr1
         for name, p in params.items():
             g = grads[name]
             m = state.exp_avg[name] * b1 + g * (1.0 - b1)
             v = state.exp_avg_sq[name] * b2 + g * g * (1.0 - b2)
             denom = torch.sqrt(v / corr2 + self.eps)
-            new_params[name] = p - lr * (m / corr1) / denom
+            new_params[name] = p - step_size * (m / denom)
             m_new[name] = m
             v_new[name] = v
         return new_params, AdamState(step, m_new, v_new)

@@ -162,7 +162,7 @@ def embedding_rows(model: nn.Module, params: Mapping[str, torch.Tensor],
     weight = params[keys[0]]
     ids = torch.cat([b.inputs["input_ids"].reshape(-1) for b in batches] + [weight.new_zeros(1, dtype=torch.long)])
     used = torch.unique(ids)
-    if used.numel() > 0.75 * weight.shape[0]:
+    if used.numel() > 0.9 * weight.shape[0]:
         return None
     return keys[0], used
 
