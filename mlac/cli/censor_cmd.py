@@ -92,13 +92,12 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from mlac.censor.base_model import make_base_model
     from mlac.censor.batches import encode_split
     from mlac.censor.simulated_attack import finetune_attack, simulated_attack
     from mlac.censor.train import train_mlac
     from mlac.data import load_saved_dataset, make_splits
     from mlac.device import resolve_device
-    from mlac.models import default_tokenizer, load_checkpoint, load_minilm, save_checkpoint
+    from mlac.models import load_checkpoint, load_minilm
 
     config = _config(args)
     console = Console(stderr=True)
@@ -108,13 +107,11 @@ def run(args: argparse.Namespace) -> int:
     num_ben = task.num_labels("beneficial")
     parent_sha: str | None
     if args.base == "tiny":
-        tok = default_tokenizer()
-        enc = encode_split(splits.train, tok, task, config.max_length)
-        console.print(f"training the tiny base model ({args.base_steps} steps on both labels)")
-        model = make_base_model(enc, tok, num_beneficial=num_ben, steps=args.base_steps, seed=args.seed, device=device)
-        parent_sha = save_checkpoint(model, tok, args.out / "base", {"kind": "tiny_base", "seed": args.seed,
-                                     "dataset_fingerprint": splits.fingerprints.get("train")},
-                                     beneficial_names=task.beneficial_names)
+        from mlac.cli.base_cmd import build_tiny_base
+
+        model, tok, parent_sha = build_tiny_base(args.data, args.out / "base", steps=args.base_steps, seed=args.seed,
+                                                 split_seed=args.split_seed, max_length=config.max_length,
+                                                 device=str(device), log=console.print)
     else:
         loaded = (load_minilm(num_ben, seed=args.seed, device=device) if args.base == "minilm"
                   else load_checkpoint(args.base, num_beneficial=num_ben, seed=args.seed, device=device))

@@ -20,7 +20,7 @@ from mlac import __version__
 from mlac.errors import MlacError
 
 ENTRY_POINT_GROUP = "mlac_audit.commands"
-BUILTIN_COMMANDS = ("mlac.cli.data_cmd", "mlac.cli.censor_cmd", "mlac.cli.audit_cmd")
+BUILTIN_COMMANDS = ("mlac.cli.data_cmd", "mlac.cli.base_cmd", "mlac.cli.censor_cmd", "mlac.cli.audit_cmd")
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 

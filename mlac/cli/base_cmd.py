@@ -1,0 +1,69 @@
+"""``mlac-audit base``: train the tiny BERT base model (both labels) on a saved dataset and save it.
+
+The base model is what MLAC censors and what the ``base`` baseline is: a BERT-tiny-shaped encoder
+trained a few hundred steps on both labels of the dataset's train split, so that it carries gender
+features. ``censor --base tiny`` builds the same model inline; this command saves one to upload or reuse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``base`` command."""
+    p = sub.add_parser("base", help="train the tiny BERT base model on a dataset and save it as a checkpoint",
+                       description="Train a BERT-tiny-shaped encoder on both labels of the train split of a saved "
+                       "dataset (it then carries gender features) and save it as a safetensors checkpoint.")
+    p.add_argument("--data", type=Path, required=True, help="dataset .parquet written by `mlac-audit data`")
+    p.add_argument("--out", type=Path, required=True, help="checkpoint directory to write")
+    p.add_argument("--steps", type=int, default=300, help="Adam steps (default 300)")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--harmful-weight", type=float, default=1.0, help="weight of the harmful-label loss")
+    p.add_argument("--max-length", type=int, default=128, help="tokens per text")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the dataset's train/attack/selection/report split")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    p.set_defaults(func=run)
+
+
+def build_tiny_base(data: Path, out: Path, *, steps: int, seed: int, split_seed: int = 0, max_length: int = 128,
+                    lr: float = 1e-3, batch_size: int = 32, harmful_weight: float = 1.0, device: str = "auto",
+                    log: Any = None) -> tuple[Any, Any, str]:
+    """Train the tiny base on ``data``'s train split, save it to ``out``; return (model, tokenizer, sha256)."""
+    from mlac.censor.base_model import make_base_model
+    from mlac.censor.batches import encode_split
+    from mlac.data import load_saved_dataset, make_splits
+    from mlac.device import resolve_device
+    from mlac.models import default_tokenizer, save_checkpoint
+
+    ds, task = load_saved_dataset(data)
+    splits = make_splits(ds, seed=split_seed)
+    tok = default_tokenizer()
+    enc = encode_split(splits.train, tok, task, max_length)
+    if log is not None:
+        log(f"training the tiny base model ({steps} steps on both labels of {len(enc)} bios)")
+    model = make_base_model(enc, tok, num_beneficial=task.num_labels("beneficial"), steps=steps, lr=lr,
+                            batch_size=batch_size, harmful_weight=harmful_weight, seed=seed,
+                            device=resolve_device(device))
+    sha = save_checkpoint(model, tok, out, {"kind": "tiny_base", "seed": seed, "steps": steps,
+                                            "dataset_fingerprint": splits.fingerprints.get("train")},
+                          beneficial_names=task.beneficial_names)
+    return model, tok, sha
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train, save, print a JSON summary."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    _, _, sha = build_tiny_base(args.data, args.out, steps=args.steps, seed=args.seed, split_seed=args.split_seed,
+                                max_length=args.max_length, lr=args.lr, batch_size=args.batch_size,
+                                harmful_weight=args.harmful_weight, device=args.device, log=console.print)
+    console.print(f"base model saved to {args.out}")
+    print(json.dumps({"out": str(args.out), "weights_sha256": sha}, indent=2))
+    return 0
