@@ -21,6 +21,7 @@ import copy
 import json
 import os
 import platform
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -142,12 +143,27 @@ def reference_search(model: EncoderClassifier, data: AttackData, configs: list[d
 
 
 # ---------------------------------------------------------------- engine
-def engine_search(base: Path, data_path: Path, space: SearchSpace, trials: int, seed: int, eval_every: int) -> dict[str, Any]:
-    """The engine: dynamic padding, probe feature cache, median pruning (no reruns: same budget)."""
+def engine_search(base: Path, data_path: Path, space: SearchSpace, trials: int, seed: int, eval_every: int,
+                  executor: str = "inprocess") -> dict[str, Any]:
+    """The engine: dynamic padding, probe feature cache, median pruning (no reruns: same budget).
+
+    ``executor="ray"``: the same search with two trials at a time as Ray tasks (one CPU each) on a local Ray
+    (constant-liar TPE asks two configurations at once), as the service runs it."""
     spec = TrialSpec(checkpoint=str(base), dataset=str(data_path), task="harmful", n=100, subset_seed=seed, params={},
                      trial_seed=0, eval_every=eval_every, selection_max=300, report_max=300)
-    cfg = SearchConfig(max_trials=trials, patience=trials, reruns=1, eval_every=eval_every, tpe_startup_trials=5)
-    ex = InProcessExecutor(WorkerContext())
+    cfg = SearchConfig(max_trials=trials, patience=trials, reruns=1, eval_every=eval_every, tpe_startup_trials=5,
+                       parallelism=2 if executor == "ray" else 1)
+    if executor == "ray":
+        from workers.executor import RayTrialExecutor
+        from workers.runtime import init_ray
+        from workers.settings import RaySettings
+
+        settings = RaySettings(data_dir=Path(tempfile.mkdtemp(prefix="bench-ray-")), num_cpus=2, trial_cpus=1.0,
+                               max_concurrency=2)
+        init_ray(settings)
+        ex: Any = RayTrialExecutor.from_settings(settings)
+    else:
+        ex = InProcessExecutor(WorkerContext())
     started = time.perf_counter()
     driver = StudyDriver(StudyKey("base", str(base), "harmful", 100, seed), spec, space, cfg, model_sha="bench", data_fingerprint="bench",
                          storage=None, executor=ex)
@@ -162,7 +178,7 @@ def engine_search(base: Path, data_path: Path, space: SearchSpace, trials: int, 
             "pruned_trials": pruned, "trials": trials}
 
 
-def bench_engine_vs_reference(base: Path, data_path: Path, trials: int) -> dict[str, Any]:
+def bench_engine_vs_reference(base: Path, data_path: Path, trials: int, executor: str = "inprocess") -> dict[str, Any]:
     # PROTOCOL's reference space with the steps cut to 50..150 (a reference-style full trial of 1000 steps
     # takes many minutes on 2 shared cores).
     space = SearchSpace(lr_low=1e-5, lr_high=1e-2, steps_min=50, steps_max=150, steps_step=50, batch_sizes=(12, 24, 48),
@@ -172,10 +188,10 @@ def bench_engine_vs_reference(base: Path, data_path: Path, trials: int) -> dict[
                      trial_seed=0, selection_max=300, report_max=300)
     loaded = ctx.model(str(base), torch.device("cpu"))
     data = ctx.attack_data(spec, loaded)
-    engine = engine_search(base, data_path, space, trials, 0, 50)
+    engine = engine_search(base, data_path, space, trials, 0, 50, executor)
     configs = [{k: v for k, v in t.items() if k in ("kind", "steps", "batch_size", "lr")} for t in engine["trials"]]
     reference = reference_search(loaded.model, data, configs, 50)
-    return {"trials": trials, "space": space.to_dict(), "engine": engine, "reference": reference,
+    return {"trials": trials, "executor": executor, "space": space.to_dict(), "engine": engine, "reference": reference,
             "speedup": reference["wall_s"] / engine["wall_s"]}
 
 
@@ -227,6 +243,8 @@ def main() -> None:
     parser.add_argument("--probe-trials", type=int, default=5)
     parser.add_argument("--presets", default="smoke,quick", help="comma-separated presets to time ('' for none)")
     parser.add_argument("--only", choices=("engine", "probe", "presets"), default=None)
+    parser.add_argument("--engine-executor", choices=("inprocess", "ray"), default="inprocess",
+                        help="run the engine's trials in-process one at a time, or two at a time on a local Ray")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     data_path, base = make_inputs(args.out)
@@ -236,7 +254,7 @@ def main() -> None:
         results["probe"] = bench_probe(base, data_path, args.probe_trials)
         print(json.dumps(results["probe"], indent=2), flush=True)
     if args.only in (None, "engine"):
-        results["engine_vs_reference"] = bench_engine_vs_reference(base, data_path, args.trials)
+        results["engine_vs_reference"] = bench_engine_vs_reference(base, data_path, args.trials, args.engine_executor)
         print(json.dumps(results["engine_vs_reference"], indent=2), flush=True)
     presets = [p for p in args.presets.split(",") if p]
     if args.only in (None, "presets") and presets:
