@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,8 @@ ENV_FIELDS: dict[str, tuple[str, type]] = {
     "MLAC_RAY_MAX_CONCURRENCY": ("max_concurrency", int),
     "MLAC_RAY_TRIAL_MAX_RETRIES": ("trial_max_retries", int),
 }
+#: JSON object of custom Ray resources every trial asks for, e.g. ``{"attack_node": 1}`` (sets ``trial_resources``).
+TRIAL_RESOURCES_ENV = "MLAC_RAY_TRIAL_RESOURCES"
 
 
 @dataclass(frozen=True)
@@ -66,8 +69,8 @@ class RaySettings:
 
     @classmethod
     def from_env(cls, data_dir: Path, **overrides: object) -> RaySettings:
-        """Defaults, then ``RAY_ADDRESS`` and the ``MLAC_RAY_*`` variables of :data:`ENV_FIELDS`, then
-        ``overrides`` (None values ignored). Read once, at start-up."""
+        """Defaults, then ``RAY_ADDRESS``, the ``MLAC_RAY_*`` variables of :data:`ENV_FIELDS` and
+        :data:`TRIAL_RESOURCES_ENV`, then ``overrides`` (None values ignored). Read once, at start-up."""
         values: dict[str, object] = {"address": os.environ.get("RAY_ADDRESS") or None, "data_dir": data_dir}
         for var, (name, kind) in ENV_FIELDS.items():
             raw = os.environ.get(var)
@@ -76,5 +79,20 @@ class RaySettings:
                     values[name] = kind(raw)
                 except ValueError as exc:
                     raise ConfigError(f"{var}={raw!r} is not a valid {kind.__name__}; fix or unset it") from exc
+        raw = os.environ.get(TRIAL_RESOURCES_ENV)
+        if raw:
+            values["trial_resources"] = _resources_json(raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+
+def _resources_json(raw: str) -> dict[str, float]:
+    """Parse :data:`TRIAL_RESOURCES_ENV` (a JSON object of resource name -> amount)."""
+    hint = f"{TRIAL_RESOURCES_ENV} must be a JSON object of resource name -> amount, e.g. '{{\"attack_node\": 1}}'"
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{hint}; got {raw!r}") from exc
+    if not isinstance(data, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in data.values()):
+        raise ConfigError(f"{hint}; got {raw!r}")
+    return {str(k): float(v) for k, v in data.items()}
