@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -135,13 +136,20 @@ def progress_line(event: dict[str, Any]) -> str:
     if event.get("studies_total"):
         parts.append(f"searches {event.get('studies_done')}/{event.get('studies_total')}")
     if event.get("step") is not None and event.get("stage") == "censor":
-        parts.append(f"step {event['step']}")
+        total = event.get("outer_steps")
+        parts.append(f"step {event['step']}" + (f"/{total}" if total else ""))
+    if isinstance(event.get("eta_s"), (int, float)):
+        parts.append(f"ETA {int(event['eta_s']) // 60}m{int(event['eta_s']) % 60:02d}s")
     return "  ".join(parts)
+
+
+#: ``watch`` prints a progress line at most this often within a stage.
+WATCH_EVERY_S = 2.0
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
     """Follow the SSE stream; exit 0 when the job SUCCEEDED, 1 otherwise."""
-    last = ""
+    last, last_stage, printed_at = "", "", 0.0
     with _client(args) as c, c.stream("GET", f"/v1/jobs/{args.job_id}/events", timeout=None) as stream:
         if stream.status_code >= 400:
             stream.read()
@@ -156,9 +164,11 @@ def cmd_watch(args: argparse.Namespace) -> int:
                     print(f"job {args.job_id}: {data['state']} (verdict {data.get('verdict')})")
                     return 0 if data["state"] == "SUCCEEDED" else 1
                 text = progress_line(data)
-                if text != last:
+                stage = str(data.get("stage"))
+                # a line when the stage changes, else at most one every WATCH_EVERY_S seconds
+                if text != last and (stage != last_stage or time.monotonic() - printed_at >= WATCH_EVERY_S):
                     print(text, flush=True)
-                    last = text
+                    last, last_stage, printed_at = text, stage, time.monotonic()
     return 1
 
 

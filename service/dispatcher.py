@@ -71,6 +71,10 @@ class StoreSink:
             log.exception("could not record progress of job %s", job_id)
 
     def _eta(self, job_id: str, payload: dict[str, Any], now: float) -> float | None:
+        """Seconds left in the current stage: the censor run's own estimate, else trials done vs total."""
+        own = payload.get("eta_s")
+        if isinstance(own, (int, float)) and not isinstance(own, bool) and own >= 0:
+            return float(own)
         done, total = payload.get("trials_done"), payload.get("trials_total")
         if not isinstance(done, int) or not isinstance(total, int) or done <= 0 or total <= 0:
             return None
