@@ -169,8 +169,10 @@ def exp2_k(study: Study) -> dict[str, Any]:
         s = suite(study, label)
         wall = sum(study.pieces.wall_s(f"models/{first}@{m}") for m in marks if m <= step)
         cpu = sum(study.pieces.wall_s(f"models/{first}@{m}", "cpu_s") for m in marks if m <= step)
+        info = study.pieces.get(f"models/{first}@{step}") or {}
         compute.append({"outer_steps": step, "inner_steps": scale.mlac.inner_steps, "train_wall_s": wall,
-                        "train_cpu_s": cpu,
+                        "train_cpu_s": cpu, "best_step": info.get("best_step"),
+                        "validation": info.get("history", [])[-1:] if info else [],
                         # Forward+backward passes of the trunk per outer step: K inner steps, K+1 logit
                         # reads, the beneficial pass, each differentiated (second order ~ 2x).
                         "trunk_passes": step * (2 * scale.mlac.inner_steps + 2),
@@ -206,7 +208,7 @@ def exp3_order_loss(study: Study) -> dict[str, Any]:
 def exp4_strong(study: Study) -> dict[str, Any]:
     """Stronger attackers: LoRA, 5x longer fine-tuning, larger n, a learning-rate grid a decade wider each side."""
     scale = study.scale
-    targets = ["random", "base", mlac_labels(study)[0]]
+    targets = ["base", mlac_labels(study)[0]]
     seeds = scale.suite_seeds[:2]
     n0 = scale.suite_n
     runs: list[dict[str, Any]] = []
@@ -255,7 +257,7 @@ def exp5_cost(study: Study, e1: dict[str, Any], e4: dict[str, Any]) -> dict[str,
     harmful = [c for c in e1["table"] if c["task"] == "harmful"]
     n_min = min(c["n"] for c in harmful)
     target = next(c["mean"] for c in harmful if c["model"] == "base" and c["n"] == n_min)
-    seed_points = {(p["model"], p["n"], p["seed"]): p for p in e1["seed_points"]} if "seed_points" in e1 else {}
+    seed_points = {(p["model"], p["n"], p["seed"]): p for p in e1.get("seed_points", []) if p["task"] == "harmful"}
     rows = []
     for model in sorted({c["model"] for c in harmful}):
         curve = [CurvePoint(model=model, task="harmful", n=c["n"], mean=c["mean"], ci_bootstrap=tuple(c["ci_bootstrap"]),
@@ -296,8 +298,6 @@ def run_all(out: Path, scale_name: str, only: tuple[str, ...] = ()) -> dict[str,
     make_models(study)
     want = set(only) or {"calibration", "exp1", "exp2", "exp3", "exp4", "exp5"}
     results: dict[str, Any] = {"scale": scale_name, "base": {k: v for k, v in study.base_note.items() if k != "mlm_log"}}
-    if "calibration" in want:
-        results["calibration"] = calibration(study)
     if "exp2" in want or "exp5" in want:
         results["exp2"] = exp2_k(study)
     if "exp3" in want:
@@ -306,6 +306,8 @@ def run_all(out: Path, scale_name: str, only: tuple[str, ...] = ()) -> dict[str,
         results["exp1"] = exp1_main(study)
         results["exp1"]["seed_points"] = [p for t in ("harmful", "beneficial")
                                           for p in study.pieces.get(f"exp1/audit_{t}")["seed_points"]]
+    if "calibration" in want:
+        results["calibration"] = calibration(study)
     if "exp4" in want or "exp5" in want:
         results["exp4"] = exp4_strong(study)
     if "exp5" in want:

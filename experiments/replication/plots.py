@@ -25,7 +25,7 @@ def _save(fig: Any, folder: Path, name: str) -> str:
 
 def _err(summary: dict[str, Any]) -> tuple[float, float]:
     lo, hi = summary["ci_bootstrap"]
-    return summary["mean"] - lo, hi - summary["mean"]
+    return max(0.0, summary["mean"] - lo), max(0.0, hi - summary["mean"])
 
 
 def calibration(folder: Path, table: list[dict[str, Any]], variants: dict[str, Any]) -> list[str]:

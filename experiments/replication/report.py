@@ -75,10 +75,10 @@ def tables(out: Path) -> str:
             parts.append(f"| {r['model']} | {_ci(r['simulated'])} | {_ci(r['probe'])} | {_ci(r['full'])} | {_ci(r['beneficial_probe'])} |")
         if name == "exp2":
             parts.append("\nTraining-compute curve (MLAC seed 0):\n")
-            parts.append("| outer steps | training CPU s | simulated | probe | full FT | beneficial probe |")
-            parts.append("| --- | --- | --- | --- | --- | --- |")
+            parts.append("| outer steps run | checkpoint kept (best validated step) | training CPU s | simulated | probe | full FT | beneficial probe |")
+            parts.append("| --- | --- | --- | --- | --- | --- | --- |")
             for r in e["compute_curve"]:
-                parts.append(f"| {r['outer_steps']} | {r.get('train_cpu_s', 0):.0f} | {_ci(r['simulated'])} | {_ci(r['probe'])} | "
+                parts.append(f"| {r['outer_steps']} | {r.get('best_step', '-')} | {r.get('train_cpu_s', 0):.0f} | {_ci(r['simulated'])} | {_ci(r['probe'])} | "
                              f"{_ci(r['full'])} | {_ci(r['beneficial_probe'])} |")
         parts.append("")
     e4 = _load(out, "exp4")

@@ -111,12 +111,13 @@ def make_scale(name: str) -> Scale:
     if name == "cpu":
         return Scale(
             name="cpu", n_bios=6000, data_knobs=DATA_KNOBS, max_length=64, base_kind="mlm",
-            corpus_bios=20000, mlm_steps=1500, mlm_batch=64, mlm_lr=1e-3, supervised_steps=300,
-            mlac=MLAC_MAIN, mlac_seeds=(0, 1, 2), compute_marks=(50, 100), ablations=ABLATIONS,
+            corpus_bios=20000, mlm_steps=1200, mlm_batch=64, mlm_lr=1e-3, supervised_steps=300,
+            mlac=MLAC_MAIN, mlac_seeds=(0, 1, 2), compute_marks=(50, 100),
+            ablations={k: v for k, v in ABLATIONS.items() if k != "K0_remap"},
             beneficial_steps=150, sizes=(20, 50, 100, 200), attack_seeds=(0, 1, 2),
-            space=SearchSpace(lr_low=1e-5, lr_high=1e-2, steps_min=50, steps_max=100, steps_step=50,
+            space=SearchSpace(lr_low=1e-5, lr_high=1e-2, steps_min=50, steps_max=50,
                               batch_sizes=(24,), kinds=("probe", "full")),
-            search=SearchConfig(max_trials=3, patience=3, reruns=1, eval_every=50, tpe_startup_trials=3),
+            search=SearchConfig(max_trials=2, patience=2, reruns=1, eval_every=25, tpe_startup_trials=2),
             beneficial_space=SearchSpace(lr_low=1e-4, lr_high=3e-2, steps_min=100, steps_max=200, steps_step=100,
                                          batch_sizes=(24,), kinds=("probe",)),
             beneficial_search=SearchConfig(max_trials=2, patience=2, reruns=1, eval_every=50, tpe_startup_trials=2),
