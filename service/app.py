@@ -15,12 +15,14 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlac import __version__
 from mlac.errors import MlacError
 from service.auth import KeyResolver
+from service.deps import PrincipalDep
 from service.dispatcher import Dispatcher
 from service.errors import RateLimitedError, status_for
 from service.metrics import MetricsMiddleware, ServiceMetrics
@@ -37,7 +39,8 @@ log = logging.getLogger(__name__)
 
 DESCRIPTION = """Robustness audits of ML models: upload checkpoints and datasets, run MLAC censoring and few-shot
 adversarial fine-tuning audits, and fetch curves, figures and audit cards. Every route but `/v1/health` needs an
-API key (`Authorization: Bearer <key>` or `X-API-Key`). Errors are `{"error": {"code": ..., "message": ...}}`."""
+API key (`Authorization: Bearer <key>` or `X-API-Key`), this schema and `/docs` included. Errors are
+`{"error": {"code": ..., "message": ...}}`."""
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -73,6 +76,32 @@ def install_error_handlers(app: FastAPI) -> None:
         return _error(500, "internal", "internal error (logged on the server)")
 
 
+def install_docs(app: FastAPI) -> None:
+    """``GET /openapi.json`` and ``GET /docs`` (Swagger UI), behind the API key.
+
+    A browser sends no ``Authorization`` header by itself: read the docs with the key attached by a header
+    extension or a proxy, or fetch the schema with curl (``-H "Authorization: Bearer $KEY"``) and open it in
+    any OpenAPI viewer.
+    """
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi_schema(principal: PrincipalDep) -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(principal: PrincipalDep) -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} - API docs")
+
+
+def optuna_storage(store: JobStore, runner: str) -> str | None:
+    """Where the audits' Optuna studies go: the job store's database ("Optuna studies in the same database"),
+    except for the Ray runner on SQLite, whose drivers keep them in each job's ``audit/optuna.db`` (the store's
+    file is local to the API process's host; a driver actor may run on another node)."""
+    if runner == "ray" and getattr(store, "backend", None) != "postgresql":
+        return None
+    return store.url
+
+
 def build_state(settings: Settings, *, store: JobStore | None, runner: Runner | None,
                 scheduler_clock: Callable[[], datetime] | None) -> AppState:
     """Build the live objects from settings (pieces passed in are used as they are)."""
@@ -87,9 +116,10 @@ def build_state(settings: Settings, *, store: JobStore | None, runner: Runner | 
     if runner is None:
         if settings.runner == "ray":
             runner = RayRunner(settings.artifact_root, settings.data_dir, address=settings.ray_address,
-                               num_cpus=settings.ray_num_cpus, max_concurrency=settings.max_concurrency)
+                               num_cpus=settings.ray_num_cpus, max_concurrency=settings.max_concurrency,
+                               storage_url=optuna_storage(store, settings.runner))
         else:
-            runner = InProcessRunner(settings.artifact_root, storage_url=store.url)
+            runner = InProcessRunner(settings.artifact_root, storage_url=optuna_storage(store, "inprocess"))
     dispatcher = Dispatcher(store, runner, lease_s=settings.lease_s, max_running=settings.max_running_jobs,
                             poll_s=min(2.0, settings.lease_s / 5), webhooks=webhooks, metrics=metrics)
     scheduler = Scheduler(store, instance=dispatcher.owner_id, clock=scheduler_clock or utcnow,
@@ -121,8 +151,12 @@ def create_app(settings: Settings | None = None, *, store: JobStore | None = Non
             if store is None:
                 state.store.close()
 
-    app = FastAPI(title="mlac-audit", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    # The docs routes are our own so that they need a key like every route but health (the issue's rule):
+    # FastAPI's built-in /docs, /redoc and /openapi.json would be public.
+    app = FastAPI(title="mlac-audit", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+                  openapi_url=None, docs_url=None, redoc_url=None)
     install_error_handlers(app)
+    install_docs(app)
 
     def current_metrics() -> ServiceMetrics | None:
         ctx: Any = getattr(app.state, "ctx", None)

@@ -17,15 +17,16 @@ bearer_scheme = HTTPBearer(auto_error=False, description="API key as a bearer to
 header_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key")
 
 
-def get_state(request: Request) -> AppState:
-    """The app's state (built in the lifespan)."""
+async def get_state(request: Request) -> AppState:
+    """The app's state (built in the lifespan). ``async`` (like every dependency here that does no I/O) so that
+    FastAPI calls it on the event loop instead of sending it to the thread pool."""
     return request.app.state.ctx  # type: ignore[no-any-return]
 
 
 StateDep = Annotated[AppState, Depends(get_state)]
 
 
-def get_store(state: StateDep) -> JobStore:
+async def get_store(state: StateDep) -> JobStore:
     """The job store."""
     return state.store
 
@@ -49,7 +50,7 @@ async def get_principal(
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def require_admin(principal: PrincipalDep) -> Principal:
+async def require_admin(principal: PrincipalDep) -> Principal:
     """403 unless the caller holds the admin key."""
     if not principal.is_admin:
         raise ForbiddenError("this needs the admin API key")

@@ -156,12 +156,18 @@ class InProcessRunner:
 
 
 class RayRunner:
-    """The Ray layer's :class:`workers.jobs.JobRunner`, started on a local or remote Ray (token auth on)."""
+    """The Ray layer's :class:`workers.jobs.JobRunner`, started on a local or remote Ray (token auth on).
+
+    ``storage_url``: where the job drivers keep the audits' Optuna studies; the service passes its
+    PostgreSQL ``DATABASE_URL`` (the studies then live in the job store's database, which every node of a
+    cluster reaches). None keeps each job's studies in its ``audit/optuna.db`` (the SQLite default: the
+    store's file is local to the API host, and a driver may run on another node).
+    """
 
     name = "ray"
 
     def __init__(self, artifact_root: Path, data_dir: Path, *, address: str | None, num_cpus: int | None,
-                 max_concurrency: int) -> None:
+                 max_concurrency: int, storage_url: str | None = None) -> None:
         from workers.jobs import JobRunner
         from workers.runtime import init_ray
         from workers.settings import RaySettings
@@ -169,6 +175,7 @@ class RayRunner:
         self.settings = RaySettings.from_env(data_dir, address=address, num_cpus=num_cpus, max_concurrency=max_concurrency)
         self.handle = init_ray(self.settings)
         self.runner = JobRunner(self.settings, artifact_root, poll_s=1.0)
+        self.storage_url = storage_url
 
     @property
     def dashboard_url(self) -> str | None:
@@ -176,6 +183,8 @@ class RayRunner:
         return self.handle.dashboard_url
 
     def submit(self, job_id: str, kind: str, spec: dict[str, Any], sink: ProgressSink) -> None:
+        if self.storage_url is not None and kind != "censor":
+            spec = {**spec, "optuna_storage": self.storage_url}
         self.runner.submit(job_id, kind, spec, sink)
 
     def cancel(self, job_id: str) -> None:

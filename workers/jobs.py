@@ -63,6 +63,8 @@ class JobDriver:
     - ``censor``: ``{"base": checkpoint dir, "dataset": saved dataset, "censor_config": MLACConfig fields,
       "split_seed": int (default 0)}``
     - ``censor_then_audit``: both; the censored model is added to the request's models.
+    - optional ``optuna_storage``: the Optuna storage URL of the audit's studies (the service passes its
+      PostgreSQL ``DATABASE_URL``); default ``audit/optuna.db``.
 
     Output folder: ``censored/`` (checkpoint and resume state), ``audit/`` (report, Optuna journal),
     ``trials/`` (one JSON per trial, written once).
@@ -142,7 +144,8 @@ class JobDriver:
         self.executor = RayTrialExecutor.from_settings(self.settings, job_id=self.job_id, should_stop=self._stop.is_set,
                                                        results_dir=str(self.out_dir / "trials"))
         audit_dir = self.out_dir / "audit"
-        run_audit(request, audit_dir, progress=self._emit, should_stop=self._stop.is_set, executor=self.executor)
+        run_audit(request, audit_dir, progress=self._emit, should_stop=self._stop.is_set, executor=self.executor,
+                  storage_url=self.spec.get("optuna_storage"))  # None: audit/optuna.db
         return str(audit_dir)
 
     def _run_censor(self) -> str:

@@ -50,6 +50,11 @@ class JobStore(abc.ABC):
     def close(self) -> None:
         """Release connections."""
 
+    @property
+    def fast_reads(self) -> bool:
+        """Whether :meth:`get_job` is a quick local read that never waits on I/O (an event loop may call it)."""
+        return False
+
     # -- API keys
     @abc.abstractmethod
     def add_api_key(self, name: str, key_hash: str, is_admin: bool, key_id: str | None = None) -> ApiKey:

@@ -19,7 +19,7 @@ from service.app import create_app
 
 from .conftest import ADMIN_KEY, auth, checkpoint_files, make_settings, new_key
 
-PUBLIC = {"/v1/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+PUBLIC = {"/v1/health"}  # the docs too need a key (test_docs_need_a_key)
 SAMPLE = {"job_id": "job_" + "0" * 20, "dataset_id": "ds_" + "0" * 20, "schedule_id": "sch_" + "0" * 20,
           "key_id": "key_" + "0" * 20, "sha256": "0" * 64, "name": "curves"}
 
@@ -53,7 +53,22 @@ def test_every_route_but_health_needs_a_valid_key(client: TestClient) -> None:
                 assert r.json()["error"]["code"] == "unauthorized"
             checked += 1
     assert checked >= 20
+    assert {"/openapi.json", "/docs"} <= paths  # walked above: 401 without a valid key
     assert client.get("/v1/health").status_code == 200
+
+
+def test_docs_need_a_key(client: TestClient) -> None:
+    for path in ("/openapi.json", "/docs"):
+        assert client.get(path).status_code == 401
+        assert client.get(path, headers={"Authorization": "Bearer wrong-key-123"}).status_code == 401
+    schema = client.get("/openapi.json", headers=auth(ADMIN_KEY))
+    assert schema.status_code == 200
+    assert "/v1/jobs" in schema.json()["paths"]
+    assert "/openapi.json" not in schema.json()["paths"] and "/docs" not in schema.json()["paths"]
+    page = client.get("/docs", headers={"X-API-Key": ADMIN_KEY})
+    assert page.status_code == 200 and "swagger-ui" in page.text and "/openapi.json" in page.text
+    for path in ("/redoc", "/docs/oauth2-redirect"):  # FastAPI's public defaults are gone
+        assert client.get(path, headers=auth(ADMIN_KEY)).status_code == 404
 
 
 def test_cross_key_access_is_404_and_admin_sees_all(client: TestClient, tiny_checkpoint: Path) -> None:
