@@ -164,8 +164,11 @@ def lr_factor(step: int, p: AttackParams) -> float:
     return max(0.0, (p.steps - step) / max(1, p.steps - warm))
 
 
-def lora_trunk(trunk: nn.Module, r: int) -> nn.Module:
-    """A copy of ``trunk`` with LoRA adapters (rank ``r``) on its linear layers; base weights frozen."""
+def lora_trunk(trunk: nn.Module, r: int, seed: int = 0) -> nn.Module:
+    """A copy of ``trunk`` with LoRA adapters (rank ``r``) on its linear layers; base weights frozen.
+
+    The adapters' random initialisation is drawn from a generator seeded with ``seed`` (peft draws from
+    the global one), so that a trial is deterministic whatever ran before it in the process."""
     from peft import LoraConfig, get_peft_model
 
     names = {n.rsplit(".", 1)[-1] for n, m in trunk.named_modules() if isinstance(m, nn.Linear)}
@@ -173,7 +176,9 @@ def lora_trunk(trunk: nn.Module, r: int) -> nn.Module:
     if not targets:
         raise ConfigError("LoRA found no attention/dense linear layers in this trunk; use kind 'full' or 'probe'")
     config = LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=0.0, target_modules=targets, bias="none")
-    return get_peft_model(copy.deepcopy(trunk), config)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return get_peft_model(copy.deepcopy(trunk), config)
 
 
 class _Features:
@@ -264,7 +269,7 @@ def run_attack_trial(
     else:
         attacker = copy.deepcopy(model).to(device)
         if params.kind == "lora":
-            attacker.trunk = lora_trunk(attacker.trunk, params.lora_r)  # type: ignore[assignment]
+            attacker.trunk = lora_trunk(attacker.trunk, params.lora_r, seed)  # type: ignore[assignment]
         for p in attacker.beneficial_head.parameters():
             p.requires_grad_(False)
         trainable = [p for p in attacker.trunk.parameters() if p.requires_grad] + list(head.parameters())
