@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from mlac.audit.protocol import AuditRequest
 from mlac.audit.runner import run_audit
@@ -215,8 +216,11 @@ class JobRunner:
             restarts = self.settings.actor_max_restarts
             driver_cls = ray.remote(  # type: ignore[call-overload]  # stubs lack max_concurrency
                 max_restarts=restarts, max_task_retries=restarts, max_concurrency=4)(JobDriver)
+            # Soft affinity to this (the API's) node: a zero-CPU actor is otherwise placed on any node, and a
+            # driver on a worker node that dies takes the job with it (found by the multi-node kill test).
+            here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=True)
             driver = driver_cls.options(name=actor_name(job_id), namespace=NAMESPACE, lifetime="detached",
-                                        get_if_exists=True, num_cpus=0).remote(
+                                        get_if_exists=True, num_cpus=0, scheduling_strategy=here).remote(
                 job_id, kind, spec, str(self.job_dir(job_id)), self._settings_dict()
             )
             thread = threading.Thread(target=self._watch, args=(job_id, driver, sink), name=f"watch-{job_id}", daemon=True)
