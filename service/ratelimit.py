@@ -1,7 +1,9 @@
 """Per-key rate limits: one token bucket per (key, action), refilled continuously.
 
-In-memory and per process: with N service processes a key gets at most N times the rate, which the
-deployment notes state. A refused request gets 429 with ``Retry-After`` (seconds until a token).
+In-memory and per process: ``mlac-audit serve`` runs one API process (no ``uvicorn --workers``), so on one
+host the limit is exact; with N API replicas on one database each enforces it on its own, so a key gets at
+most N times the rate (benchmarks/RESULTS.md, "API load"). A refused request gets 429 with ``Retry-After``
+(seconds until a token).
 """
 
 from __future__ import annotations
