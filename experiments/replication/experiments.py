@@ -52,6 +52,7 @@ def calibration(study: Study) -> dict[str, Any]:
     from mlac.data import generate_synthetic, make_splits
 
     scale = study.scale
+    probe_steps, full_steps = scale.calibration_steps
     base, rnd = study.load("base").model, study.load("random").model
     rows: list[dict[str, Any]] = []
     for variant, knobs in scale.calibration_variants.items():
@@ -66,9 +67,9 @@ def calibration(study: Study) -> dict[str, Any]:
                     atk = pool.subset(range(seed * 7 % 50, seed * 7 % 50 + n))
                     for label, model in (("random", rnd), ("base", base)):
                         out.append({"n": n, "seed": seed, "model": label,
-                                    "probe": finetune_attack(model, atk, ev, steps=200, lr=1e-3, batch_size=24,
+                                    "probe": finetune_attack(model, atk, ev, steps=probe_steps, lr=1e-3, batch_size=24,
                                                              freeze_trunk=True, seed=seed).accuracy,
-                                    "full": finetune_attack(model, atk, ev, steps=100, lr=3e-4, batch_size=24,
+                                    "full": finetune_attack(model, atk, ev, steps=full_steps, lr=3e-4, batch_size=24,
                                                             seed=seed).accuracy})
             return out
 
@@ -165,7 +166,8 @@ def exp2_k(study: Study) -> dict[str, Any]:
     first = mlac_labels(study)[0]
     compute = []
     for step in marks:
-        label = f"{first}@{step}"
+        # The last mark is the experiment-1 model itself: reuse its suite.
+        label = first if step == scale.mlac.outer_steps else f"{first}@{step}"
         s = suite(study, label)
         wall = sum(study.pieces.wall_s(f"models/{first}@{m}") for m in marks if m <= step)
         cpu = sum(study.pieces.wall_s(f"models/{first}@{m}", "cpu_s") for m in marks if m <= step)

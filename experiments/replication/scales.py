@@ -63,6 +63,8 @@ class Scale:
     calibration_variants: dict[str, dict[str, Any]] = field(default_factory=dict)
     calibration_sizes: tuple[int, ...] = (20, 100)
     calibration_seeds: int = 2
+    #: Steps of the calibration's fixed attacks: (linear probe, full fine-tuning).
+    calibration_steps: tuple[int, int] = (200, 100)
     device: str = "cpu"
 
 
@@ -93,10 +95,10 @@ def make_scale(name: str) -> Scale:
     """The scale called ``name`` (one of SCALES)."""
     if name == "ci":
         return Scale(
-            name="ci", n_bios=1000, data_knobs=DATA_KNOBS, max_length=48, base_kind="supervised",
-            corpus_bios=1000, mlm_steps=30, mlm_batch=32, mlm_lr=1e-3, supervised_steps=150,
-            mlac=MLAC_MAIN.replace(outer_steps=40, outer_lr=1e-3, val_every=20, checkpoint_every=20, max_length=48),
-            mlac_seeds=(0,), compute_marks=(20,), ablations={}, beneficial_steps=40,
+            name="ci", n_bios=2000, data_knobs=DATA_KNOBS, max_length=48, base_kind="supervised",
+            corpus_bios=1000, mlm_steps=30, mlm_batch=32, mlm_lr=1e-3, supervised_steps=200,
+            mlac=MLAC_MAIN.replace(outer_steps=50, val_every=25, checkpoint_every=25, max_length=48),
+            mlac_seeds=(0,), compute_marks=(25,), ablations={}, beneficial_steps=50,
             sizes=(20, 100), attack_seeds=(0, 1),
             space=SearchSpace(lr_low=1e-3, lr_high=1e-2, steps_min=50, steps_max=50, batch_sizes=(24,),
                               kinds=("probe",)),
@@ -104,9 +106,10 @@ def make_scale(name: str) -> Scale:
             beneficial_space=SearchSpace(lr_low=1e-3, lr_high=1e-2, steps_min=50, steps_max=50, batch_sizes=(24,),
                                          kinds=("probe",)),
             beneficial_search=SearchConfig(max_trials=2, patience=2, reruns=1, eval_every=25, tpe_startup_trials=2),
-            selection_max=100, report_max=150, suite_n=100, suite_seeds=(0,), suite_full_steps=30,
+            selection_max=100, report_max=200, suite_n=100, suite_seeds=(0,), suite_full_steps=30,
             large_sizes=(150,), long_steps=100, long_eval_every=50, lr_grid=(1e-4, 1e-2), lora_steps=30, grid_steps=30,
             calibration_variants={"calibrated": {}}, calibration_sizes=(20, 100), calibration_seeds=1,
+            calibration_steps=(60, 30),
         )
     if name == "cpu":
         return Scale(

@@ -1,7 +1,8 @@
 """The replication study at its ``ci`` scale, end to end: the pipeline runs and MLAC's main effect has its sign.
 
 Runs ``python -m experiments.replication --scale ci`` in-process into a temporary folder (supervised tiny
-base, one MLAC seed, a two-size audit; about 3 minutes on an idle 2-core machine) and checks that
+base, one MLAC seed at the cpu scale's outer lr for 50 steps, a two-size probe audit; about 4 minutes of
+one core) and checks that
 every experiment wrote its results JSON and figures, that the cache makes a second run reuse every
 piece, and the direction of the main effect: the attack MLAC simulates is less successful on the MLAC
 model than on the base and on the weight-0 (beneficial-tuned) model.
@@ -41,7 +42,8 @@ def test_ci_scale_runs_end_to_end_and_mlac_lowers_the_simulated_attack(tmp_path)
     exp2 = json.loads((tmp_path / "exp2" / "results.json").read_text())
     sim = {row["model"]: row["simulated"]["mean"] for row in exp2["table"]}
     mlac = next(v for k, v in sim.items() if "(main)" in k)
-    assert mlac < sim["base"], sim
+    print("simulated attack, n=100:", sim)
+    assert mlac < sim["base"] - 0.03, sim
     assert mlac < sim["beneficial_tuned (w_adv=0)"], sim
 
     exp1 = json.loads((tmp_path / "exp1" / "results.json").read_text())
