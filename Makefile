@@ -26,7 +26,7 @@ demo: $(STAMP)
 	bash scripts/demo.sh
 
 lint: $(STAMP)
-	$(BIN)/ruff check mlac workers service tests benchmarks
+	$(BIN)/ruff check mlac workers service tests benchmarks experiments
 	$(BIN)/mypy
 
 test: $(STAMP) lint
