@@ -4,7 +4,6 @@ that stops or drops what it started even when a test fails."""
 
 from __future__ import annotations
 
-import os
 import secrets
 import sys
 import time
@@ -15,24 +14,12 @@ import httpx
 import pytest
 
 from tests.multinode.cluster import TRIAL_RESOURCE, GroupProcess, LocalCluster, free_port
+from tests.pg import PG_DB, PG_HOST, PG_PORT
+from tests.pg import pg_user as find_pg_user
 
-PG_HOST, PG_PORT, PG_DB = "127.0.0.1", 5432, "test"
 ADMIN = "multinode-admin-key-0123456789"
 
 
-def _pg_user() -> str | None:
-    """The first of postgres/root that can connect to the test database (None: no server answers)."""
-    import psycopg
-
-    for user in (os.environ.get("MLAC_TEST_PG_USER"), "postgres", "root"):
-        if not user:
-            continue
-        try:
-            with psycopg.connect(host=PG_HOST, port=PG_PORT, dbname=PG_DB, user=user, connect_timeout=3):
-                return user
-        except psycopg.OperationalError:
-            continue
-    return None
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +27,7 @@ def database_url() -> Iterator[str]:
     """A fresh database ``mlac_mn_<random>`` for this module, dropped at the end."""
     import psycopg
 
-    user = _pg_user()
+    user = find_pg_user()
     if user is None:
         pytest.skip(f"no PostgreSQL server answers at {PG_HOST}:{PG_PORT} (database {PG_DB!r}, users postgres/root, "
                     "trust auth): the multi-node tests need it as DATABASE_URL")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,29 +9,13 @@ from urllib.parse import quote
 
 import pytest
 
-PG_HOST, PG_PORT, PG_DB = "127.0.0.1", 5432, "test"
-
-
-def _pg_user() -> str | None:
-    """The first of postgres/root that can connect to the test database (None: no server answers)."""
-    try:
-        import psycopg
-    except ImportError:  # pragma: no cover - declared dependency
-        return None
-    for user in (os.environ.get("MLAC_TEST_PG_USER"), "postgres", "root"):
-        if not user:
-            continue
-        try:
-            with psycopg.connect(host=PG_HOST, port=PG_PORT, dbname=PG_DB, user=user, connect_timeout=3):
-                return user
-        except psycopg.OperationalError:
-            continue
-    return None
+from tests.pg import PG_DB, PG_HOST, PG_PORT
+from tests.pg import pg_user as find_pg_user
 
 
 @pytest.fixture(scope="session")
 def pg_user() -> str:
-    user = _pg_user()
+    user = find_pg_user()
     if user is None:
         pytest.skip(f"no PostgreSQL server answers at {PG_HOST}:{PG_PORT} (database {PG_DB!r}, trust auth)")
     return user
