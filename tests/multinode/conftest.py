@@ -43,11 +43,11 @@ def database_url() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    """Head (1 CPU) plus a second node (1 CPU), both advertising :data:`TRIAL_RESOURCE`; stopped at the end."""
+    """Head (1 CPU) advertising :data:`TRIAL_RESOURCE`; the :func:`service` fixture adds the second node once the
+    service is attached to the head (with two raylets on one IP a driver may attach to either); stopped at the end."""
     c = LocalCluster(Path(tmp_path_factory.mktemp("mn-cluster")))
     try:
         c.start_head(cpus=1, resources={TRIAL_RESOURCE: 1})
-        c.add_node(cpus=1, resources={TRIAL_RESOURCE: 1})
         yield c
     finally:
         c.stop()
@@ -92,7 +92,8 @@ def service(cluster: LocalCluster, database_url: str, tmp_path_factory: pytest.T
            "MLAC_SCHEDULER_ENABLED": "false", "MLAC_RAY_TRIAL_RESOURCES": f'{{"{TRIAL_RESOURCE}": 1}}'}
     svc = Service(root / "data", env)
     try:
-        svc.wait_healthy()
+        svc.wait_healthy()  # attached to the head, the only raylet yet: the API's node, where job drivers go
+        cluster.add_node(cpus=1, resources={TRIAL_RESOURCE: 1})
         yield svc
     finally:
         svc.proc.stop(grace_s=30)

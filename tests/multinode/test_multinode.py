@@ -77,9 +77,9 @@ def test_censor_then_audit_runs_trials_on_both_nodes(cluster: LocalCluster, serv
 
 def test_audit_completes_on_the_head_after_the_second_node_dies(cluster: LocalCluster, service: Any,
                                                                   inputs: dict[str, str]) -> None:
-    """Both nodes up when the job is submitted; its driver goes to the API's node (soft node affinity: the
-    service's driver process is attached to the head here), the second node takes trials and is SIGKILLed
-    mid-search; the job completes, every later trial on the head."""
+    """Both nodes up when the job is submitted; its driver goes to the API's node (soft node affinity; the
+    service attached to the head before the second node joined), the second node takes trials and is
+    SIGKILLed mid-search; the job completes, every later trial on the head."""
     head = cluster.head_id()
     live = [n for n in cluster.nodes[1:] if n.alive()]
     second_proc = live[0] if live else cluster.add_node(cpus=1, resources={TRIAL_RESOURCE: 1})
