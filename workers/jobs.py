@@ -216,9 +216,10 @@ class JobRunner:
             restarts = self.settings.actor_max_restarts
             driver_cls = ray.remote(  # type: ignore[call-overload]  # stubs lack max_concurrency
                 max_restarts=restarts, max_task_retries=restarts, max_concurrency=4)(JobDriver)
-            # Soft affinity to this (the API's) node: a zero-CPU actor is otherwise placed on any node, and a
+            # Node affinity to this (the API's) node: a zero-CPU actor is otherwise placed on any node, and a
             # driver on a worker node that dies takes the job with it (found by the multi-node kill test).
-            here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=True)
+            # Hard, because Ray did not honour a soft affinity there; a restarted service resumes the job.
+            here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
             driver = driver_cls.options(name=actor_name(job_id), namespace=NAMESPACE, lifetime="detached",
                                         get_if_exists=True, num_cpus=0, scheduling_strategy=here).remote(
                 job_id, kind, spec, str(self.job_dir(job_id)), self._settings_dict()
