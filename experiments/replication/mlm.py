@@ -12,7 +12,6 @@ targets; the softmax is normalised over them). The decoder weight is tied to the
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable, Sequence
 
@@ -22,7 +21,7 @@ from transformers import BertForMaskedLM
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from mlac.data.scrub import scrub_pronouns
-from mlac.data.synth import SynthConfig, _bio, _vocab, name_pools, professions
+from mlac.data.synth import SynthConfig, raw_bios
 from mlac.models import EncoderClassifier, build_tiny_bert
 
 
@@ -32,18 +31,7 @@ def raw_corpus(config: SynthConfig) -> list[str]:
     Uses the generator's own per-bio routine so that names, places and phrasing are exactly those of
     the labelled datasets with the same ``vocab_seed``.
     """
-    vocab = _vocab(config.vocab_seed)
-    pools = name_pools()
-    vocab_rng = random.Random(config.vocab_seed)
-    names = {g: tuple(vocab_rng.sample(pools[g], config.names_per_gender)) for g in (0, 1)}
-    profs = professions(config.n_professions)
-    rng = random.Random(config.seed)
-    out = []
-    for _ in range(config.n_bios):
-        gender = 1 if rng.random() < config.male_fraction else 0
-        prof = profs[rng.randrange(len(profs))]
-        out.append(_bio(rng, vocab, config, gender, prof, rng.choice(names[gender])))
-    return out
+    return [text for text, _, _ in raw_bios(config)]
 
 
 def scrubbed(texts: Sequence[str]) -> list[str]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
@@ -232,6 +233,21 @@ def _bio(rng: random.Random, vocab: _Vocab, config: SynthConfig, gender: int, pr
     return " ".join(sentences)
 
 
+def raw_bios(config: SynthConfig) -> Iterator[tuple[str, int, int]]:
+    """``config.n_bios`` unscrubbed bios (pronouns kept) as ``(text, profession index, gender)``, in the
+    generator's seeded order: the labelled dataset and an unlabelled corpus of the same config share them."""
+    vocab = _vocab(config.vocab_seed)
+    pools = name_pools()
+    vocab_rng = random.Random(config.vocab_seed)
+    names = {g: tuple(vocab_rng.sample(pools[g], config.names_per_gender)) for g in (0, 1)}
+    profs = professions(config.n_professions)
+    rng = random.Random(config.seed)
+    for _ in range(config.n_bios):
+        gender = 1 if rng.random() < config.male_fraction else 0
+        prof_idx = rng.randrange(len(profs))
+        yield _bio(rng, vocab, config, gender, profs[prof_idx], rng.choice(names[gender])), prof_idx, gender
+
+
 def generate_synthetic(config: SynthConfig) -> tuple[Dataset, TaskSpec]:
     """Generate ``config.n_bios`` labelled, pronoun-scrubbed biographies and their task spec.
 
@@ -239,17 +255,9 @@ def generate_synthetic(config: SynthConfig) -> tuple[Dataset, TaskSpec]:
     ``text_with_first_sentence``, ``profession`` (index into the returned names), ``gender`` (0 female,
     1 male).
     """
-    vocab = _vocab(config.vocab_seed)
-    pools = name_pools()
-    vocab_rng = random.Random(config.vocab_seed)
-    names = {g: tuple(vocab_rng.sample(pools[g], config.names_per_gender)) for g in (0, 1)}
     profs = professions(config.n_professions)
-    rng = random.Random(config.seed)
     rows: dict[str, list[object]] = {k: [] for k in COLUMNS}
-    for i in range(config.n_bios):
-        gender = 1 if rng.random() < config.male_fraction else 0
-        prof_idx = rng.randrange(len(profs))
-        raw = _bio(rng, vocab, config, gender, profs[prof_idx], rng.choice(names[gender]))
+    for i, (raw, prof_idx, gender) in enumerate(raw_bios(config)):
         scrubbed = scrub_pronouns(raw)
         rows["id"].append(f"synth-{config.seed}-{i:07d}")
         rows["text"].append(drop_first_sentence(scrubbed))
