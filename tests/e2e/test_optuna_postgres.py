@@ -16,29 +16,19 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from tests.pg import PG_DB, PG_HOST, PG_PORT, pg_user
+
 from .test_service_e2e import ADMIN, Server, _free_port, _get
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.postgres]
-PG = {"host": "127.0.0.1", "port": 5432, "dbname": "test"}
-
-
-def _pg_user() -> str | None:
-    import psycopg
-
-    for user in ("postgres", "root"):
-        try:
-            with psycopg.connect(**PG, user=user, connect_timeout=3):
-                return user
-        except psycopg.OperationalError:
-            continue
-    return None
+PG = {"host": PG_HOST, "port": PG_PORT, "dbname": PG_DB}
 
 
 @pytest.fixture
 def pg_schema_url(monkeypatch: pytest.MonkeyPatch):
     import psycopg
 
-    user = _pg_user()
+    user = pg_user()
     if user is None:
         pytest.skip("no PostgreSQL server answers at 127.0.0.1:5432 (database 'test', trust auth)")
     schema = f"mlac_e2e_{secrets.token_hex(6)}"
