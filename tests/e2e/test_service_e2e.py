@@ -22,6 +22,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.health import wait_healthy
+
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 ADMIN = "e2e-admin-key-0123456789"
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,16 +52,7 @@ class Server:
         self.proc = subprocess.Popen([sys.executable, "-m", "service", "serve", "--data-dir", str(self.data_dir),
                                       "--port", str(self.port), "--num-cpus", "2"],
                                      cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"server exited: see {log.name}"
-            try:
-                if httpx.get(f"{self.url}/v1/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        raise AssertionError("the server did not come up in 180 s")
+        wait_healthy(self.url, lambda: self.proc.poll() is None, lambda: f"see {log.name}", 180)
 
     def kill(self) -> None:
         """SIGKILL the whole process group (the server and the Ray it started)."""

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import secrets
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.health import wait_healthy
 from tests.multinode.cluster import TRIAL_RESOURCE, GroupProcess, LocalCluster, free_port
 from tests.pg import PG_DB, PG_HOST, PG_PORT
 from tests.pg import pg_user as find_pg_user
@@ -64,16 +64,7 @@ class Service:
 
     def wait_healthy(self, timeout_s: float = 300) -> None:
         """Block until ``/v1/health`` answers 200."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            assert self.proc.alive(), f"the service exited:\n{self.proc.tail()}"
-            try:
-                if httpx.get(f"{self.url}/v1/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        raise AssertionError(f"the service did not come up in {timeout_s:.0f} s:\n{self.proc.tail()}")
+        wait_healthy(self.url, self.proc.alive, lambda: "\n" + self.proc.tail(), timeout_s)
 
     def client(self) -> httpx.Client:
         """An HTTP client with the admin key."""
