@@ -4,6 +4,8 @@ and the wall time of the ``smoke`` and ``quick`` presets.
 Run from the repository root::
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_audit.py --out /tmp/bench_audit [--presets smoke,quick]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_audit.py --out /tmp/bench_audit --only engine --seeds 0,1,2 \\
+        [--engine-executor ray --reference-threads 2]
 
 Writes ``bench_audit[_PART].json`` in ``--out`` and prints each part's numbers (for ``benchmarks/RESULTS.md``).
 
@@ -12,6 +14,9 @@ Writes ``bench_audit[_PART].json`` in ``--out`` and prints each part's numbers (
 plain (per-tensor) Adam, no pruning, trials one after the other. It is given the same search budget: it
 runs exactly the configurations the engine's TPE chose (same n-subset, selection and report splits),
 each to its end.
+
+``--seeds 0,1,2`` repeats the comparison over several search seeds (one TPE trajectory decides how many
+full fine-tunes a search draws, which dominates its cost) and reports the pooled ratio.
 """
 
 from __future__ import annotations
@@ -143,27 +148,30 @@ def reference_search(model: EncoderClassifier, data: AttackData, configs: list[d
 
 
 # ---------------------------------------------------------------- engine
+def make_executor(kind: str) -> Any:
+    """The engine's executor: in-process (one trial at a time), or a local Ray running two trials at a time
+    (one CPU and one torch thread each), as the service runs them."""
+    if kind == "inprocess":
+        return InProcessExecutor(WorkerContext())
+    from workers.executor import RayTrialExecutor
+    from workers.runtime import init_ray
+    from workers.settings import RaySettings
+
+    settings = RaySettings(data_dir=Path(tempfile.mkdtemp(prefix="bench-ray-")), num_cpus=2, trial_cpus=1.0,
+                           max_concurrency=2)
+    init_ray(settings)
+    return RayTrialExecutor.from_settings(settings)
+
+
 def engine_search(base: Path, data_path: Path, space: SearchSpace, trials: int, seed: int, eval_every: int,
                   executor: str = "inprocess") -> dict[str, Any]:
-    """The engine: dynamic padding, probe feature cache, median pruning (no reruns: same budget).
-
-    ``executor="ray"``: the same search with two trials at a time as Ray tasks (one CPU each) on a local Ray
-    (constant-liar TPE asks two configurations at once), as the service runs it."""
+    """The engine: dynamic padding, length-sorted micro-batches, probe feature cache, median pruning (no
+    reruns: same budget). ``executor="ray"`` runs two trials at a time (constant-liar TPE asks two at once)."""
     spec = TrialSpec(checkpoint=str(base), dataset=str(data_path), task="harmful", n=100, subset_seed=seed, params={},
                      trial_seed=0, eval_every=eval_every, selection_max=300, report_max=300)
     cfg = SearchConfig(max_trials=trials, patience=trials, reruns=1, eval_every=eval_every, tpe_startup_trials=5,
                        parallelism=2 if executor == "ray" else 1)
-    if executor == "ray":
-        from workers.executor import RayTrialExecutor
-        from workers.runtime import init_ray
-        from workers.settings import RaySettings
-
-        settings = RaySettings(data_dir=Path(tempfile.mkdtemp(prefix="bench-ray-")), num_cpus=2, trial_cpus=1.0,
-                               max_concurrency=2)
-        init_ray(settings)
-        ex: Any = RayTrialExecutor.from_settings(settings)
-    else:
-        ex = InProcessExecutor(WorkerContext())
+    ex = make_executor(executor)
     started = time.perf_counter()
     driver = StudyDriver(StudyKey("base", str(base), "harmful", 100, seed), spec, space, cfg, model_sha="bench", data_fingerprint="bench",
                          storage=None, executor=ex)
@@ -178,21 +186,43 @@ def engine_search(base: Path, data_path: Path, space: SearchSpace, trials: int, 
             "pruned_trials": pruned, "trials": trials}
 
 
-def bench_engine_vs_reference(base: Path, data_path: Path, trials: int, executor: str = "inprocess") -> dict[str, Any]:
+def bench_engine_vs_reference(base: Path, data_path: Path, trials: int, executor: str = "inprocess", seed: int = 0,
+                              reference_threads: int = 1) -> dict[str, Any]:
+    """One search seed (its own n-subset and TPE trajectory): the engine's search, then the reference-style
+    loop over the same configurations with ``reference_threads`` torch threads."""
     # PROTOCOL's reference space with the steps cut to 50..150 (a reference-style full trial of 1000 steps
     # takes many minutes on 2 shared cores).
     space = SearchSpace(lr_low=1e-5, lr_high=1e-2, steps_min=50, steps_max=150, steps_step=50, batch_sizes=(12, 24, 48),
                         kinds=("probe", "full"))
     ctx = WorkerContext()
-    spec = TrialSpec(checkpoint=str(base), dataset=str(data_path), task="harmful", n=100, subset_seed=0, params={},
+    spec = TrialSpec(checkpoint=str(base), dataset=str(data_path), task="harmful", n=100, subset_seed=seed, params={},
                      trial_seed=0, selection_max=300, report_max=300)
     loaded = ctx.model(str(base), torch.device("cpu"))
     data = ctx.attack_data(spec, loaded)
-    engine = engine_search(base, data_path, space, trials, 0, 50, executor)
+    engine = engine_search(base, data_path, space, trials, seed, 50, executor)
     configs = [{k: v for k, v in t.items() if k in ("kind", "steps", "batch_size", "lr")} for t in engine["trials"]]
-    reference = reference_search(loaded.model, data, configs, 50)
-    return {"trials": trials, "executor": executor, "space": space.to_dict(), "engine": engine, "reference": reference,
+    threads = torch.get_num_threads()
+    torch.set_num_threads(reference_threads)
+    try:
+        reference = reference_search(loaded.model, data, configs, 50)
+    finally:
+        torch.set_num_threads(threads)
+    return {"seed": seed, "trials": trials, "executor": executor, "reference_threads": reference_threads,
+            "space": space.to_dict(), "engine": engine, "reference": reference,
             "speedup": reference["wall_s"] / engine["wall_s"]}
+
+
+def summarise_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-seed ratios and the pooled one (total reference seconds over total engine seconds)."""
+    engine_s = sum(r["engine"]["wall_s"] for r in runs)
+    reference_s = sum(r["reference"]["wall_s"] for r in runs)
+    return {
+        "seeds": [r["seed"] for r in runs],
+        "speedups": [round(r["speedup"], 2) for r in runs],
+        "engine_s": engine_s, "reference_s": reference_s, "pooled_speedup": reference_s / engine_s,
+        "best_report": [(r["engine"]["best_report_accuracy"], r["reference"]["best_report_accuracy"]) for r in runs],
+        "best_selection": [(r["engine"]["best_selection_accuracy"], r["reference"]["best_selection_accuracy"]) for r in runs],
+    }
 
 
 def bench_probe(base: Path, data_path: Path, trials: int) -> dict[str, Any]:
@@ -245,6 +275,9 @@ def main() -> None:
     parser.add_argument("--only", choices=("engine", "probe", "presets"), default=None)
     parser.add_argument("--engine-executor", choices=("inprocess", "ray"), default="inprocess",
                         help="run the engine's trials in-process one at a time, or two at a time on a local Ray")
+    parser.add_argument("--seeds", default="0", help="comma-separated search seeds (each: its own n-subset and TPE trajectory)")
+    parser.add_argument("--reference-threads", type=int, default=1,
+                        help="torch threads of the reference-style loop (the engine's in-process trials use the default)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     data_path, base = make_inputs(args.out)
@@ -254,8 +287,13 @@ def main() -> None:
         results["probe"] = bench_probe(base, data_path, args.probe_trials)
         print(json.dumps(results["probe"], indent=2), flush=True)
     if args.only in (None, "engine"):
-        results["engine_vs_reference"] = bench_engine_vs_reference(base, data_path, args.trials, args.engine_executor)
-        print(json.dumps(results["engine_vs_reference"], indent=2), flush=True)
+        runs = []
+        for seed in (int(x) for x in args.seeds.split(",")):
+            runs.append(bench_engine_vs_reference(base, data_path, args.trials, args.engine_executor, seed,
+                                                  args.reference_threads))
+            print(json.dumps(runs[-1], indent=2), flush=True)
+        results["engine_vs_reference"] = {"runs": runs, "summary": summarise_seeds(runs)}
+        print(json.dumps(results["engine_vs_reference"]["summary"], indent=2), flush=True)
     presets = [p for p in args.presets.split(",") if p]
     if args.only in (None, "presets") and presets:
         results["presets"] = [bench_preset(p, data_path, base, args.out) for p in presets]

@@ -7,7 +7,8 @@ split never informs any decision inside a trial. The model passed in is never mo
 
 Kinds: ``probe`` (frozen trunk, dropout off; with a :class:`~mlac.audit.features.FeatureCache` the
 trunk features are computed once and the head trains on them), ``full`` (deep copy of trunk + head,
-dropout on while training), ``lora`` (peft LoRA adapters on a copy of the trunk + head).
+dropout on while training; each step's batch is split into length-sorted micro-batches when that saves
+padding, see :mod:`~mlac.audit.microbatch`), ``lora`` (peft LoRA adapters on a copy of the trunk + head).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mlac.audit.microbatch import length_micro_batches
 from mlac.censor.batches import EncodedSplit
 from mlac.errors import ConfigError
 from mlac.models import EncoderClassifier, make_head
@@ -294,15 +296,19 @@ def run_attack_trial(
                     attacker.train()
                     flops += 6.0 * p_flop * _tokens(data.pool, rows)
                 flops += 6.0 * model.hidden_size * num_labels * len(rows)
-                with torch.set_grad_enabled(True):
+                opt.zero_grad(set_to_none=True)
+                with torch.set_grad_enabled(True):  # even when the caller runs under no_grad
                     if params.kind == "probe":
                         with torch.no_grad():
                             x = feats("pool", data.pool, rows)
+                        F.cross_entropy(head(x), labels_train[torch.as_tensor(rows)].to(device)).backward()
                     else:
-                        x = feats("pool", data.pool, rows)
-                    loss = F.cross_entropy(head(x), labels_train[torch.as_tensor(rows)].to(device))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
+                        # Length-sorted micro-batches, gradients accumulated: the whole batch's gradient for less padding.
+                        for part in length_micro_batches([len(data.pool.ids[r]) for r in rows]):
+                            part_rows = [rows[i] for i in part]
+                            logits = head(feats("pool", data.pool, part_rows))
+                            target = labels_train[torch.as_tensor(part_rows)].to(device)
+                            (F.cross_entropy(logits, target, reduction="sum") / len(rows)).backward()
                 nn.utils.clip_grad_norm_(trainable, params.grad_clip)
                 opt.step()
                 steps_run = step + 1
