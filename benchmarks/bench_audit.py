@@ -112,6 +112,7 @@ def reference_trial(model: EncoderClassifier, data: AttackData, task: str, num_l
         params = list(attacker.trunk.parameters()) + list(head.parameters())
     opt = torch.optim.Adam(params, lr=p.lr, weight_decay=p.weight_decay)  # the reference's plain Adam
     gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)  # dropout masks, as the engine seeds them
     labels = labels_of(data.pool, task)
     best_sel, best_rep = -1.0, 0.0
     for step in range(p.steps):
@@ -130,14 +131,16 @@ def reference_trial(model: EncoderClassifier, data: AttackData, task: str, num_l
     return {"best_selection_accuracy": best_sel, "report_accuracy": best_rep, "wall_s": time.perf_counter() - started}
 
 
-def reference_search(model: EncoderClassifier, data: AttackData, configs: list[dict[str, Any]], eval_every: int) -> dict[str, Any]:
-    """The configurations the engine's TPE chose, run the reference way one after the other, each to its end."""
+def reference_search(model: EncoderClassifier, data: AttackData, configs: list[dict[str, Any]], seeds: list[int],
+                     eval_every: int) -> dict[str, Any]:
+    """The configurations the engine's TPE chose, run the reference way one after the other, each to its end,
+    with the engine's trial seeds (same head initialisation and training rows, step for step)."""
     started = time.perf_counter()
     best = None
     trials = []
-    for number, config in enumerate(configs):
+    for config, trial_seed in zip(configs, seeds, strict=True):
         params = AttackParams.from_dict(config)
-        out = reference_trial(model, data, "harmful", 2, params, derived_seed("ref", number), eval_every)
+        out = reference_trial(model, data, "harmful", 2, params, trial_seed, eval_every)
         trials.append({"kind": params.kind, "steps": params.steps, "batch_size": params.batch_size, "lr": params.lr,
                        "wall_s": out["wall_s"], "selection": out["best_selection_accuracy"]})
         if best is None or out["best_selection_accuracy"] > best["best_selection_accuracy"]:
@@ -180,6 +183,7 @@ def engine_search(base: Path, data_path: Path, space: SearchSpace, trials: int, 
     best = driver.best_trial()
     pruned = sum(1 for t in driver.study.trials if t.state == optuna.trial.TrialState.PRUNED)
     trials = [{**{k: t.user_attrs["attack_params"][k] for k in ("kind", "steps", "batch_size", "lr")},
+               "trial_seed": derived_seed("trial", seed, "harmful", 100, t.number),  # what the engine gave trial t
                "state": t.state.name, "wall_s": t.user_attrs.get("outcome", {}).get("wall_s"), "selection": t.value}
               for t in driver.study.trials]
     return {"wall_s": wall, "best_selection_accuracy": best.value, "best_report_accuracy": best.user_attrs["outcome"]["report_accuracy"],
@@ -204,7 +208,7 @@ def bench_engine_vs_reference(base: Path, data_path: Path, trials: int, executor
     threads = torch.get_num_threads()
     torch.set_num_threads(reference_threads)
     try:
-        reference = reference_search(loaded.model, data, configs, 50)
+        reference = reference_search(loaded.model, data, configs, [t["trial_seed"] for t in engine["trials"]], 50)
     finally:
         torch.set_num_threads(threads)
     return {"seed": seed, "trials": trials, "executor": executor, "reference_threads": reference_threads,

@@ -133,7 +133,8 @@ class InProcessRunner:
         if censored is not None:
             request = request.replace(models=(*request.models, censored))
         audit_dir = out / "audit"
-        run_audit(request, audit_dir, progress=emit, should_stop=stop.is_set, storage_url=self.storage_url)
+        run_audit(request, audit_dir, progress=emit, should_stop=stop.is_set, storage_url=self.storage_url,
+                  study_namespace=job_id)
         return str(audit_dir)
 
     @staticmethod

@@ -146,7 +146,8 @@ class JobDriver:
                                                        results_dir=str(self.out_dir / "trials"))
         audit_dir = self.out_dir / "audit"
         run_audit(request, audit_dir, progress=self._emit, should_stop=self._stop.is_set, executor=self.executor,
-                  storage_url=self.spec.get("optuna_storage"))  # None: audit/optuna.db
+                  storage_url=self.spec.get("optuna_storage"),  # None: audit/optuna.db
+                  study_namespace=self.job_id)  # identical jobs sharing the storage keep their own studies
         return str(audit_dir)
 
     def _run_censor(self) -> str:

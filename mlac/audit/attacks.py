@@ -7,8 +7,8 @@ split never informs any decision inside a trial. The model passed in is never mo
 
 Kinds: ``probe`` (frozen trunk, dropout off; with a :class:`~mlac.audit.features.FeatureCache` the
 trunk features are computed once and the head trains on them), ``full`` (deep copy of trunk + head,
-dropout on while training; each step's batch is split into length-sorted micro-batches when that saves
-padding, see :mod:`~mlac.audit.microbatch`), ``lora`` (peft LoRA adapters on a copy of the trunk + head).
+dropout on while training; a BERT trunk trains on packed real tokens, see :mod:`~mlac.models.packed`, any
+other trunk on length-sorted micro-batches, see :mod:`~mlac.audit.microbatch`), ``lora`` (peft LoRA adapters on a copy of the trunk + head).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from mlac.audit.microbatch import length_micro_batches
 from mlac.censor.batches import EncodedSplit
 from mlac.errors import ConfigError
 from mlac.models import EncoderClassifier, make_head
+from mlac.models.packed import supports_packed
 
 if TYPE_CHECKING:
     from mlac.audit.features import FeatureCache
@@ -191,8 +192,8 @@ class _Features:
     """
 
     def __init__(self, model: nn.Module, device: torch.device, cache: FeatureCache | None = None, key: str = "",
-                 pool_rows: Sequence[int] = ()) -> None:
-        self.model, self.device, self.cache, self.key = model, device, cache, key
+                 pool_rows: Sequence[int] = (), packed: bool = False) -> None:
+        self.model, self.device, self.cache, self.key, self.packed = model, device, cache, key, packed
         self.pool_rows = list(pool_rows)
         #: Rows of each split whose features were read (what the attacker trained on / scored), by split name.
         self.read: dict[str, set[int]] = {"pool": set(), "selection": set(), "report": set()}
@@ -203,6 +204,8 @@ class _Features:
         self.read[name].update(rows)
         if self.cache is None:
             batch = split.batch(rows, self.device)
+            if self.packed:
+                return self.model.features(**batch.inputs, packed=True)  # type: ignore[operator]
             return self.model(**batch.inputs)
         if name not in self._got:
             subset = self.pool_rows if name == "pool" else None
@@ -275,7 +278,8 @@ def run_attack_trial(
         for p in attacker.beneficial_head.parameters():
             p.requires_grad_(False)
         trainable = [p for p in attacker.trunk.parameters() if p.requires_grad] + list(head.parameters())
-    feats = _Features(attacker, device, cache, model_key or "unnamed", sorted(set(data.pool_rows)))
+    packed = params.kind != "probe" and supports_packed(attacker.trunk)  # type: ignore[arg-type]
+    feats = _Features(attacker, device, cache, model_key or "unnamed", sorted(set(data.pool_rows)), packed=packed)
     opt = make_optimizer(trainable, params)
     gen = torch.Generator().manual_seed(seed)
     curve: list[tuple[int, float]] = []
@@ -303,8 +307,10 @@ def run_attack_trial(
                             x = feats("pool", data.pool, rows)
                         F.cross_entropy(head(x), labels_train[torch.as_tensor(rows)].to(device)).backward()
                     else:
-                        # Length-sorted micro-batches, gradients accumulated: the whole batch's gradient for less padding.
-                        for part in length_micro_batches([len(data.pool.ids[r]) for r in rows]):
+                        # Less padding: a BERT trunk runs packed (real tokens only); any other trunk gets
+                        # length-sorted micro-batches with accumulated gradients (the whole batch's gradient).
+                        lengths = [len(data.pool.ids[r]) for r in rows]
+                        for part in [list(range(len(rows)))] if packed else length_micro_batches(lengths):
                             part_rows = [rows[i] for i in part]
                             logits = head(feats("pool", data.pool, part_rows))
                             target = labels_train[torch.as_tensor(part_rows)].to(device)

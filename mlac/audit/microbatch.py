@@ -6,6 +6,9 @@ cutting them in two at the point that minimises the padded token count, then acc
 halves' gradients (each loss summed and divided by the whole batch's size), gives the same gradient as the
 whole batch for ~20% less work on a CPU. A cut is only made when both parts keep ``min_rows`` rows (small
 matrix products lose efficiency) and it saves at least ``min_saving`` of the padded tokens.
+
+Attacks use it for trunks that :mod:`mlac.models.packed` does not cover (packing BERT's token-wise layers
+removes the padding cost outright, and a second pass would only add overhead there).
 """
 
 from __future__ import annotations

@@ -104,10 +104,12 @@ def run_studies(
     executor: TrialExecutor,
     progress: Progress,
     should_stop: ShouldStop | None,
+    study_namespace: str | None = None,
 ) -> list[StudyResult]:
     """Run every search of the audit (several at once when the executor is parallel), with progress events.
 
     The results do not depend on how many run at once (see :func:`run_studies_lockstep`).
+    ``study_namespace`` goes into every study's name (see :func:`~mlac.audit.search.study_identity`).
     """
     request = prepared.request
     storage = open_storage(storage_url)
@@ -138,7 +140,8 @@ def run_studies(
 
     drivers = [
         StudyDriver(key, base_spec(request, key), request.space, request.search, model_sha=prepared.shas[key.model],
-                    data_fingerprint=prepared.dataset_fingerprint, storage=storage, on_trial=on_trial(index))
+                    data_fingerprint=prepared.dataset_fingerprint, storage=storage, on_trial=on_trial(index),
+                    namespace=study_namespace)
         for index, key in enumerate(prepared.keys)
     ]
     return run_studies_lockstep(drivers, executor, width=executor_width(executor, request.search.parallelism),
@@ -165,6 +168,7 @@ def execute_audit(
     should_stop: ShouldStop | None = None,
     executor: TrialExecutor | None = None,
     storage_url: str | None = None,
+    study_namespace: str | None = None,
 ) -> tuple[PreparedAudit, list[StudyResult]]:
     """Validate, build baselines and run every search; writes ``studies.json`` (one record per seed point)."""
     emit = progress or (lambda event: None)
@@ -172,7 +176,7 @@ def execute_audit(
     out.mkdir(parents=True, exist_ok=True)
     prepared = prepare(request, out, emit)
     results = run_studies(prepared, storage_url or default_storage_url(out),
-                          executor if executor is not None else InProcessExecutor(), emit, should_stop)
+                          executor if executor is not None else InProcessExecutor(), emit, should_stop, study_namespace)
     (out / STUDIES_FILE).write_text(json.dumps([study_record(r) for r in results], indent=2, sort_keys=True), encoding="utf-8")
     return prepared, results
 
@@ -185,18 +189,21 @@ def run_audit(
     should_stop: ShouldStop | None = None,
     executor: TrialExecutor | None = None,
     storage_url: str | None = None,
+    study_namespace: str | None = None,
 ) -> Any:
     """Run ``request`` into ``out_dir`` and write the report there; returns the :class:`AuditResult`.
 
     ``progress`` receives dicts with ``stage`` (prepare, baselines, search, report, done) and, during the
     search, studies/trials done and total and the best report accuracy of the last finished search.
     ``should_stop`` is polled between trials; when it returns True a StoppedError is raised (run the
-    same request into the same folder to resume).
+    same request into the same folder to resume). ``storage_url``: where the Optuna studies live (default:
+    ``optuna.db`` in ``out_dir``); ``study_namespace``: set it when several audits share that storage (the
+    service passes the job id) so that identical requests do not share studies.
     """
     emit = progress or (lambda event: None)
     started = time.monotonic()
     prepared, results = execute_audit(request, out_dir, progress=emit, should_stop=should_stop, executor=executor,
-                                      storage_url=storage_url)
+                                      storage_url=storage_url, study_namespace=study_namespace)
     emit({"stage": "report"})
     result = assemble_result(prepared, results, wall_s=time.monotonic() - started)
     from mlac.audit.report_html import write_report

@@ -145,14 +145,21 @@ class StudyKey:
 
 
 def study_identity(key: StudyKey, base_spec: TrialSpec, space: SearchSpace, config: SearchConfig, *,
-                   model_sha: str, data_fingerprint: str) -> dict[str, Any]:
-    """Everything that determines a study's trials (and nothing that only sizes its budget)."""
+                   model_sha: str, data_fingerprint: str, namespace: str | None = None) -> dict[str, Any]:
+    """Everything that determines a study's trials (and nothing that only sizes its budget).
+
+    ``namespace`` (the service passes the job id) keeps the studies of two jobs with the same request
+    apart in one shared database: without it they would drive the same studies, at the same time if both
+    run. A resumed job keeps its id, so it still finds its own finished trials."""
     spec = base_spec.to_dict()
     for volatile in ("checkpoint", "dataset", "params", "trial_seed", "prune", "device", "record_ids", "tag"):
         spec.pop(volatile, None)
     sampler = {k: v for k, v in asdict(config).items() if k not in ("max_trials", "patience", "reruns")}
-    return {"model_sha256": model_sha, "data": data_fingerprint, "task": key.task, "n": key.n, "seed": key.seed,
-            "trial": spec, "space": space.to_dict(), "search": sampler}
+    identity = {"model_sha256": model_sha, "data": data_fingerprint, "task": key.task, "n": key.n, "seed": key.seed,
+                "trial": spec, "space": space.to_dict(), "search": sampler}
+    if namespace is not None:
+        identity["namespace"] = namespace
+    return identity
 
 
 def study_name(key: StudyKey, identity: dict[str, Any]) -> str:
@@ -314,10 +321,12 @@ class StudyDriver:
         executor: TrialExecutor | None = None,
         should_stop: ShouldStop | None = None,
         on_trial: Callable[[dict[str, Any]], None] | None = None,
+        namespace: str | None = None,
     ) -> None:
         self.key, self.base_spec, self.space, self.config = key, base_spec, space, config
         self.executor, self.should_stop, self.on_trial = executor, should_stop, on_trial
-        self.identity = study_identity(key, base_spec, space, config, model_sha=model_sha, data_fingerprint=data_fingerprint)
+        self.identity = study_identity(key, base_spec, space, config, model_sha=model_sha, data_fingerprint=data_fingerprint,
+                                       namespace=namespace)
         self.study = optuna.create_study(study_name=study_name(key, self.identity), storage=storage,
                                          sampler=self._sampler(0), direction="maximize", load_if_exists=True)
         if storage is not None:

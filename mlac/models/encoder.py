@@ -42,6 +42,15 @@ class EncoderClassifier(nn.Module):
         hidden = self.trunk(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return pool(hidden, attention_mask, self.pooling)
 
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, packed: bool = False) -> torch.Tensor:
+        """Pooled features ``[B, H]``; ``packed=True`` runs the token-wise layers on the real tokens only
+        (:mod:`mlac.models.packed`: less work on padded batches) where the trunk supports it."""
+        from mlac.models.packed import packed_hidden, supports_packed
+
+        if packed and supports_packed(self.trunk):
+            return pool(packed_hidden(self.trunk, input_ids, attention_mask), attention_mask, self.pooling)
+        return self(input_ids, attention_mask)
+
     def beneficial_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Beneficial-task logits ``[B, C]``."""
         return self.beneficial_head(self(input_ids, attention_mask))

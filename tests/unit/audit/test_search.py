@@ -138,7 +138,7 @@ def test_study_name_is_deterministic_and_budget_free(tiny_checkpoint: Path, audi
         args: dict[str, Any] = {"key": key, "base_spec": spec, "space": SPACE, "config": cfg, "model_sha": "a", "data": "d"}
         args.update(kw)
         ident = study_identity(args["key"], args["base_spec"], args["space"], args["config"], model_sha=args["model_sha"],
-                               data_fingerprint=args["data"])
+                               data_fingerprint=args["data"], namespace=args.get("namespace"))
         return study_name(args["key"], ident)
 
     assert name() == name()
@@ -146,8 +146,27 @@ def test_study_name_is_deterministic_and_budget_free(tiny_checkpoint: Path, audi
     assert name(base_spec=replace(spec, checkpoint="/elsewhere", dataset="/moved.parquet")) == name()  # content, not paths
     for changed in (name(model_sha="b"), name(data="e"), name(space=replace(SPACE, kinds=("probe", "full"))),
                     name(key=replace(key, seed=1)), name(config=replace(cfg, parallelism=2)),
-                    name(base_spec=replace(spec, subset_seed=9))):
+                    name(base_spec=replace(spec, subset_seed=9)), name(namespace="job-1")):
         assert changed != name()
+    assert name(namespace="job-1") == name(namespace="job-1") != name(namespace="job-2")
+
+
+def test_jobs_sharing_a_storage_keep_their_own_studies(tmp_path: Path, tiny_checkpoint: Path, audit_dataset: Path) -> None:
+    """Two identical searches in one database: a namespace each keeps them apart, the same one resumes."""
+    torch.set_num_threads(1)
+    cfg = SearchConfig(max_trials=2, patience=100, reruns=1, eval_every=10, tpe_startup_trials=2)
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    first, second, again = Counting(), Counting(), Counting()
+    a = _driver(tiny_checkpoint, audit_dataset, open_storage(url), first, cfg, namespace="job-a")
+    a.run()
+    b = _driver(tiny_checkpoint, audit_dataset, open_storage(url), second, cfg, namespace="job-b")
+    b.run()
+    assert a.study.study_name != b.study.study_name
+    assert first.executed == second.executed == 2 + 1  # job b ran its own trials, not job a's
+    _driver(tiny_checkpoint, audit_dataset, open_storage(url), again, cfg, namespace="job-a").run()
+    assert again.executed == 0  # job a, resumed, finds its own finished trials
+    names = {s.study_name for s in optuna.get_all_study_summaries(open_storage(url))}
+    assert names == {a.study.study_name, b.study.study_name}
 
 
 def test_trial_left_running_by_a_crash_is_requeued(tmp_path: Path, tiny_checkpoint: Path, audit_dataset: Path) -> None:
