@@ -67,26 +67,34 @@ def test_ray_runner_hands_the_storage_to_the_job_driver() -> None:
 
 
 @pytest.mark.postgres
-def test_in_process_audit_keeps_its_studies_in_postgres(tmp_path: Path, pg_url: str, tiny_checkpoint: Path) -> None:
+def test_in_process_audits_keep_their_own_studies_in_postgres(tmp_path: Path, pg_url: str, tiny_checkpoint: Path) -> None:
+    """Two jobs with the same request: both keep their studies in the store's database, each its own
+    (the job id namespaces the study names), so the second runs its trials rather than finding the first's."""
     import optuna
 
     settings = make_settings(tmp_path, database_url=pg_url)
+    studies_after: list[int] = []
+    trials_per_job: list[int] = []
     with TestClient(create_app(settings)) as client:
         ck = client.post("/v1/checkpoints", files=checkpoint_files(tiny_checkpoint), headers=auth()).json()["id"]
         ds = client.post("/v1/datasets/synthetic", json={"n_bios": 400}, headers=auth()).json()["id"]
         body = {"kind": "audit", "dataset_id": ds, "checkpoint_id": ck, "preset": "smoke",
                 "audit": {"sizes": [20], "seeds": [0], "baselines": ["random"]}}
-        r = client.post("/v1/jobs", json=body, headers=auth())
-        assert r.status_code == 201, r.text
-        job_id = r.json()["id"]
-        deadline = time.monotonic() + 600
-        while (job := client.get(f"/v1/jobs/{job_id}", headers=auth()).json())["state"] not in (
-                "SUCCEEDED", "FAILED", "CANCELLED"):
-            assert time.monotonic() < deadline, job
-            time.sleep(0.5)
-        assert job["state"] == "SUCCEEDED", job["error"]
-        trials = client.get(f"/v1/jobs/{job_id}/trials", headers=auth()).json()
+        for _ in range(2):
+            r = client.post("/v1/jobs", json=body, headers=auth())
+            assert r.status_code == 201, r.text
+            job_id = r.json()["id"]
+            deadline = time.monotonic() + 600
+            while (job := client.get(f"/v1/jobs/{job_id}", headers=auth()).json())["state"] not in (
+                    "SUCCEEDED", "FAILED", "CANCELLED"):
+                assert time.monotonic() < deadline, job
+                time.sleep(0.5)
+            assert job["state"] == "SUCCEEDED", job["error"]
+            trials_per_job.append(len(client.get(f"/v1/jobs/{job_id}/trials", headers=auth()).json()))
+            studies_after.append(len(optuna.get_all_study_summaries(pg_url)))
     summaries = optuna.get_all_study_summaries(pg_url)
-    assert summaries, "no Optuna study in the PostgreSQL job store"
-    assert trials and sum(s.n_trials for s in summaries) >= len(trials)
+    assert studies_after[0] > 0, "no Optuna study in the PostgreSQL job store"
+    assert studies_after[1] == 2 * studies_after[0]  # the second job made its own studies
+    assert trials_per_job[0] > 0 and trials_per_job[1] == trials_per_job[0]  # and ran its own trials
+    assert sum(s.n_trials for s in summaries) >= sum(trials_per_job)
     assert not list(settings.data_dir.rglob("optuna.db")), "studies went to a per-job SQLite file"
