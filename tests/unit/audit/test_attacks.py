@@ -94,3 +94,35 @@ def test_bad_attack_params() -> None:
             AttackParams(**bad)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="unknown attack parameters"):
         AttackParams.from_dict({"kind": "probe", "learning_rate": 1.0})
+
+
+def test_full_attack_on_a_non_bert_trunk_uses_micro_batches(tiny_checkpoint: Path, audit_dataset: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A trunk the packed forward does not cover (DistilBERT) trains on length-sorted micro-batches, and the
+    trial stays deterministic and leaves the model untouched."""
+    from transformers import AutoModel, DistilBertConfig
+
+    import mlac.audit.attacks as attacks
+    from mlac.models import EncoderClassifier
+
+    torch.set_num_threads(1)
+    data, _ = _data(WorkerContext(), tiny_checkpoint, audit_dataset, n=60)
+    torch.manual_seed(0)
+    trunk = AutoModel.from_config(DistilBertConfig(dim=32, n_layers=1, n_heads=2, hidden_dim=64))
+    model = EncoderClassifier(trunk, num_beneficial=6)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cuts: list[int] = []
+    original = attacks.length_micro_batches
+
+    def spy(lengths: list[int]) -> list[list[int]]:
+        parts = original(lengths)
+        cuts.append(len(parts))
+        return parts
+
+    monkeypatch.setattr(attacks, "length_micro_batches", spy)
+    params = AttackParams(kind="full", lr=1e-3, steps=6, batch_size=48)
+    first = run_attack_trial(model, data, "harmful", 2, params, seed=2, eval_every=3)
+    second = run_attack_trial(model, data, "harmful", 2, params, seed=2, eval_every=3)
+    assert first.selection_curve == second.selection_curve and first.report_accuracy == second.report_accuracy
+    assert len(cuts) == 12 and 2 in cuts  # every step went through it, and some steps were cut in two
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
