@@ -37,6 +37,9 @@ from typing import Any
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for tests.health
+from tests.health import wait_healthy
+
 ADMIN = "bench-admin-key-0123456789"
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
 
@@ -169,13 +172,7 @@ def main() -> None:
 
     print(json.dumps({"uptime_before": os.getloadavg()}), flush=True)
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{url}/v1/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
+        wait_healthy(url, lambda: proc.poll() is None, lambda: f"exit code {proc.returncode}", timeout_s=300)
         ds = httpx.post(f"{url}/v1/datasets/synthetic", json={"n_bios": 800}, headers=h, timeout=120).json()["id"]
         probe = {"kind": "audit", "dataset_id": ds, "preset": "smoke", "audit": {"baselines": ["random"], "tiny_base": True}}
         first = httpx.post(f"{url}/v1/jobs", json={**probe, "audit": {**probe["audit"], "sizes": [20]}}, headers=h).json()["id"]

@@ -203,10 +203,7 @@ class _Features:
     def __call__(self, name: str, split: EncodedSplit, rows: Sequence[int]) -> torch.Tensor:
         self.read[name].update(rows)
         if self.cache is None:
-            batch = split.batch(rows, self.device)
-            if self.packed:
-                return self.model.features(**batch.inputs, packed=True)  # type: ignore[operator]
-            return self.model(**batch.inputs)
+            return self.model.features(**split.batch(rows, self.device).inputs, packed=self.packed)  # type: ignore[operator]
         if name not in self._got:
             subset = self.pool_rows if name == "pool" else None
             self._got[name] = self.cache.features(self.model, self.key, split, self.device, rows=subset)  # type: ignore[arg-type]
@@ -309,8 +306,9 @@ def run_attack_trial(
                     else:
                         # Less padding: a BERT trunk runs packed (real tokens only); any other trunk gets
                         # length-sorted micro-batches with accumulated gradients (the whole batch's gradient).
-                        lengths = [len(data.pool.ids[r]) for r in rows]
-                        for part in [list(range(len(rows)))] if packed else length_micro_batches(lengths):
+                        parts = ([list(range(len(rows)))] if packed
+                                 else length_micro_batches([len(data.pool.ids[r]) for r in rows]))
+                        for part in parts:
                             part_rows = [rows[i] for i in part]
                             logits = head(feats("pool", data.pool, part_rows))
                             target = labels_train[torch.as_tensor(part_rows)].to(device)

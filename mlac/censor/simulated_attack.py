@@ -14,13 +14,7 @@ import torch.nn.functional as F
 
 from mlac.censor.batches import EncodedSplit
 from mlac.censor.config import MLACConfig
-from mlac.censor.inner_optim import (
-    AdamState,
-    InnerOptimizer,
-    SGDState,
-    clip_by_global_norm,
-    make_inner_optimizer,
-)
+from mlac.censor.inner_optim import clip_by_global_norm, make_inner_optimizer
 from mlac.censor.outer import BENEFICIAL_PREFIX, features, head_logits
 from mlac.errors import ConfigError
 from mlac.models import EncoderClassifier
@@ -73,6 +67,7 @@ def finetune_attack(
     base = {k: v.detach() for k, v in model.named_parameters() if not k.startswith(BENEFICIAL_PREFIX)}
     buffers = dict(model.named_buffers())
     eval_labels = heldout.harmful if task == "harmful" else heldout.beneficial
+    train_labels = train.harmful if task == "harmful" else train.beneficial
     opt = make_inner_optimizer(optimizer)
     was_training = model.training
     accuracies = []
@@ -89,20 +84,17 @@ def finetune_attack(
             frozen = {**buffers, **({} if not freeze_trunk else base)}
             state = opt.init(trainable)
             model.train(dropout)
-            if cached is not None:
-                accuracies.append(_train_probe_head(cached, train, eval_labels, head, task, opt, state, steps, batch_size,
-                                                    lr, grad_clip, gen))
-                continue
             for _ in range(steps):
                 rows = torch.randint(0, len(train), (batch_size,), generator=gen).tolist()
-                batch = train.batch(rows, device)
                 leaves = {k: v.detach().requires_grad_(True) for k, v in trainable.items()}
                 trunk = {k: v for k, v in leaves.items() if not k.startswith("__head__.")}
                 with torch.enable_grad():
-                    feats = features(model, {**frozen, **trunk}, batch.inputs)
+                    if cached is not None:
+                        feats = cached[0][torch.as_tensor(rows, device=cached[0].device)]
+                    else:
+                        feats = features(model, {**frozen, **trunk}, train.batch(rows, device).inputs)
                     logits = head_logits(feats, {"weight": leaves["__head__.weight"], "bias": leaves["__head__.bias"]})
-                    target = batch.harmful if task == "harmful" else batch.beneficial
-                    assert target is not None
+                    target = train_labels[rows].to(logits.device)
                     loss = F.cross_entropy(logits, target)
                     names = list(leaves)
                     raw = torch.autograd.grad(loss, [leaves[k] for k in names], allow_unused=True)
@@ -114,7 +106,12 @@ def finetune_attack(
             trunk_now = {k: v for k, v in trainable.items() if not k.startswith("__head__.")}
             weights = {**frozen, **trunk_now}
             final_head = {"weight": trainable["__head__.weight"], "bias": trainable["__head__.bias"]}
-            accuracies.append(_accuracy(model, weights, final_head, heldout, eval_labels))
+            if cached is not None:
+                with torch.no_grad():
+                    pred = head_logits(cached[1], final_head).argmax(-1).cpu()
+                accuracies.append(int((pred == eval_labels).sum()) / max(1, len(heldout)))
+            else:
+                accuracies.append(_accuracy(model, weights, final_head, heldout, eval_labels))
     finally:
         model.train(was_training)
     return AttackResult(sum(accuracies) / len(accuracies), tuple(accuracies))
@@ -132,32 +129,6 @@ def _probe_features(model: EncoderClassifier, weights: dict[str, torch.Tensor], 
                  for i in range(0, len(split), chunk)]
         out.append(torch.cat(parts) if parts else torch.empty(0, model.hidden_size, device=device))
     return out[0], out[1]
-
-
-def _train_probe_head(cached: tuple[torch.Tensor, torch.Tensor], train: EncodedSplit, eval_labels: torch.Tensor,
-                      head: dict[str, torch.Tensor], task: str, opt: InnerOptimizer, state: AdamState | SGDState, steps: int, batch_size: int,
-                      lr: float, grad_clip: float, gen: torch.Generator) -> float:
-    """The probe's loop on cached features: the same batches (drawn from ``gen``) and updates as the
-    trunk-forward loop; returns the held-out accuracy."""
-    train_feats, heldout_feats = cached
-    labels = train.harmful if task == "harmful" else train.beneficial
-    trainable = {f"__head__.{k}": v for k, v in head.items()}
-    for _ in range(steps):
-        rows = torch.randint(0, len(train), (batch_size,), generator=gen).tolist()
-        index = torch.as_tensor(rows, device=train_feats.device)
-        leaves = {k: v.detach().requires_grad_(True) for k, v in trainable.items()}
-        with torch.enable_grad():
-            logits = head_logits(train_feats[index], {"weight": leaves["__head__.weight"], "bias": leaves["__head__.bias"]})
-            loss = F.cross_entropy(logits, labels[rows].to(logits.device))
-            names = list(leaves)
-            grads = dict(zip(names, torch.autograd.grad(loss, [leaves[k] for k in names]), strict=True))
-        with torch.no_grad():
-            clipped, _ = clip_by_global_norm(grads, grad_clip)
-            trainable, state = opt.update(clipped, state, {k: v.detach() for k, v in leaves.items()}, lr)
-    final = {"weight": trainable["__head__.weight"], "bias": trainable["__head__.bias"]}
-    with torch.no_grad():
-        pred = head_logits(heldout_feats, final).argmax(-1).cpu()
-    return int((pred == eval_labels).sum()) / max(1, len(eval_labels))
 
 
 @torch.no_grad()
