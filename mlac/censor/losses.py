@@ -3,9 +3,8 @@
 The remap-invariant loss is ``min_W CE(logits @ W, y)`` over matrices ``W`` with every entry in
 ``[-1, 1]``: the cross-entropy after the attacker's best bounded re-reading of the logits. The defender
 maximises it, so it cannot escape by confidently predicting the flipped label. The reference code solves
-the inner minimum with a convex-optimisation layer; here ``W*`` is found without gradient by
-accelerated projected gradient descent (FISTA) on the convex ``C x C`` problem and the loss is
-``CE(logits @ W*.detach())``. By Danskin's theorem the gradient of that expression with respect to the
+the inner minimum with a convex-optimisation layer; here ``W*`` is found without gradient by a projected
+Newton method run to convergence (:mod:`mlac.censor.remap`) and the loss is ``CE(logits @ W*.detach())``. By Danskin's theorem the gradient of that expression with respect to the
 logits equals the gradient of the minimum, so no differentiation through the solver is needed.
 """
 
@@ -16,39 +15,24 @@ import math
 import torch
 import torch.nn.functional as F
 
+from mlac.censor.remap import DEFAULT_MAX_ITER, DEFAULT_TOL, solve_remap_batched
 
-@torch.no_grad()
-def solve_remap(logits: torch.Tensor, labels: torch.Tensor, steps: int = 40) -> torch.Tensor:
-    """``argmin_{W in [-1,1]^{CxC}} CE(logits @ W, labels)`` by FISTA with projection (no gradient).
+
+def solve_remap(logits: torch.Tensor, labels: torch.Tensor, steps: int = DEFAULT_MAX_ITER,
+                tol: float = DEFAULT_TOL) -> torch.Tensor:
+    """``argmin_{W in [-1,1]^{CxC}} CE(logits @ W, labels)``, detached, in the logits' dtype.
 
     ``logits`` is ``[N, C]`` or batched ``[S, N, C]`` (one independent problem per leading index);
-    ``labels`` is ``[N]``. Returns ``W*`` of shape ``[C, C]`` or ``[S, C, C]``, detached. The step size
-    is ``1/L`` with ``L = 0.5 * mean_n ||x_n||^2``, an upper bound of the Lipschitz constant of the
-    gradient (the softmax-CE Hessian has norm at most 1/2).
+    ``labels`` is ``[N]``. Solved by projected Newton to a projected gradient below ``tol`` (at most
+    ``steps`` iterations; :mod:`mlac.censor.remap`), exactly reduced to two variables for ``C = 2``.
     """
-    x = logits.detach()
-    batched = x.dim() == 3
-    if not batched:
-        x = x.unsqueeze(0)
-    s, n, c = x.shape
-    onehot = F.one_hot(labels, c).to(x.dtype).expand(s, n, c)
-    lipschitz = 0.5 * x.pow(2).sum(-1).mean(-1) + 1e-12  # [S]
-    step = (1.0 / lipschitz).view(s, 1, 1)
-    eye = torch.eye(c, dtype=x.dtype, device=x.device).expand(s, c, c)
-    w = eye.clone()
-    y = w.clone()
-    t = 1.0
-    for _ in range(steps):
-        probs = torch.softmax(torch.bmm(x, y), dim=-1)
-        grad = torch.bmm(x.transpose(1, 2), probs - onehot) / n
-        w_next = (y - step * grad).clamp(-1.0, 1.0)
-        t_next = (1.0 + math.sqrt(1.0 + 4.0 * t * t)) / 2.0
-        y = w_next + ((t - 1.0) / t_next) * (w_next - w)
-        w, t = w_next, t_next
+    batched = logits.dim() == 3
+    x = logits if batched else logits.unsqueeze(0)
+    w = solve_remap_batched(x, labels, max_iter=steps, tol=tol).w.to(logits.dtype)
     return w if batched else w[0]
 
 
-def remap_loss(logits: torch.Tensor, labels: torch.Tensor, steps: int = 40) -> torch.Tensor:
+def remap_loss(logits: torch.Tensor, labels: torch.Tensor, steps: int = DEFAULT_MAX_ITER) -> torch.Tensor:
     """Remap-invariant loss ``CE(logits @ W*)`` with ``W*`` held constant (Danskin); mean over rows.
 
     Batched ``[S, N, C]`` logits give one value per leading index, shape ``[S]``.
@@ -89,7 +73,7 @@ def _ce_per_set(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.reshape(s * n, c), labels.repeat(s), reduction="none").view(s, n).mean(-1)
 
 
-def adversarial_values(logits: torch.Tensor, labels: torch.Tensor, kind: str, remap_steps: int = 40) -> torch.Tensor:
+def adversarial_values(logits: torch.Tensor, labels: torch.Tensor, kind: str, remap_steps: int = DEFAULT_MAX_ITER) -> torch.Tensor:
     """The adversarial term ``L_adv`` for each of ``S`` logit sets ``[S, N, C]``: shape ``[S]``."""
     if kind == "remap":
         return remap_loss(logits, labels, remap_steps)
