@@ -132,7 +132,7 @@ def _projected_newton(
     """Minimise a convex function over the box ``[-bound, bound]^m`` for each of ``S`` problems ``z [S, m]``."""
     iterations, pg_norm = 0, float("inf")
     alphas = _ALPHAS.to(z.device)
-    for iterations in range(max_iter + 1):  # noqa: B007 - the count is returned
+    for iterations in range(max_iter + 1):
         f, grad, hess = objective(z)
         pg = (z - (z - grad).clamp(-bound, bound)).abs().amax(-1)  # [S]
         pg_norm = float(pg.max())
