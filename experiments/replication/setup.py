@@ -22,6 +22,7 @@ from experiments.replication.scales import Scale
 from mlac.audit.baselines import train_beneficial
 from mlac.audit.protocol import BaselineConfig
 from mlac.censor import EncodedSplit, MLACConfig, encode_split, make_base_model, train_mlac
+from mlac.censor.config import ac_config
 from mlac.data import SynthConfig, generate_synthetic, make_splits, save_dataset
 from mlac.data.synth import name_pools
 from mlac.models import (
@@ -207,8 +208,8 @@ def make_models(study: Study) -> dict[str, Any]:
     bcfg = BaselineConfig(beneficial_steps=scale.beneficial_steps, beneficial_lr=scale.mlac.outer_lr)
     simple("beneficial_tuned", lambda base: train_beneficial(base.model, base.tokenizer, study.train_ds, study.task, bcfg,
                                                              scale.max_length, torch.device(scale.device)))
-    # AC: the project's K = 0 baseline recipe (bounded negative CE, no inner loop), same outer lr and steps as MLAC.
-    info["ac"] = train_mlac_piece(study, "ac", mlac_config(scale, 0, inner_steps=0, adv_loss="neg_ce", inner_lr_mode="fixed"))
+    # AC: the project's K = 0 baseline (learned adversary head, bounded negative CE), same outer lr and steps as MLAC.
+    info["ac"] = train_mlac_piece(study, "ac", ac_config(mlac_config(scale, 0)))
     for seed in scale.mlac_seeds:
         marks = scale.compute_marks if seed == scale.mlac_seeds[0] else ()
         info[f"mlac_s{seed}"] = train_mlac_piece(study, f"mlac_s{seed}", mlac_config(scale, seed), marks)

@@ -4,8 +4,9 @@
   both labels of the train split, so that its features carry the harmful information);
 - ``random``: the same architecture with every weight re-initialised;
 - ``beneficial_tuned``: the base fine-tuned on the beneficial task only;
-- ``ac``: MLAC with K = 0 (adversarial censoring without a simulated fine-tuning attacker), bounded
-  negative CE, through :func:`mlac.censor.train.train_mlac`.
+- ``ac``: adversarial censoring, MLAC with K = 0 and a learned adversary head (no simulated fine-tuning;
+  the defender maximises the bounded negative CE of a head the adversary keeps training,
+  :func:`mlac.censor.config.ac_config`), through :func:`mlac.censor.train.train_mlac`.
 
 Each is saved under ``<out>/baselines/<name>/`` with a ``recipe.json``; a later run with the same
 recipe (base sha256, train-split fingerprint, settings) reuses it instead of training again.
@@ -27,7 +28,7 @@ from torch import nn
 from mlac.audit.protocol import TINY_BASE, AuditRequest, BaselineConfig
 from mlac.censor.base_model import make_base_model
 from mlac.censor.batches import encode_split
-from mlac.censor.config import MLACConfig
+from mlac.censor.config import MLACConfig, ac_config
 from mlac.censor.train import train_mlac
 from mlac.device import resolve_device
 from mlac.errors import CheckpointError
@@ -138,7 +139,7 @@ def build_baselines(
         if name == "beneficial_tuned":
             recipe.update(steps=cfg.beneficial_steps, lr=cfg.beneficial_lr, max_length=request.max_length)
         if name == "ac":
-            recipe.update(steps=cfg.ac_steps, lr=cfg.ac_lr, max_length=request.max_length)
+            recipe.update(steps=cfg.ac_steps, lr=cfg.ac_lr, max_length=request.max_length, adversary="learned_head")
         if not _cached(path, recipe):
             emit({"stage": "baselines", "building": name})
             built = _build(name, base, train, task, cfg, request, device, path)
@@ -157,11 +158,10 @@ def _build(name: str, base: LoadedModel, train: Dataset, task: TaskSpec, cfg: Ba
         return random_reinit(base.model, cfg.seed + 1)
     if name == "beneficial_tuned":
         return train_beneficial(base.model, base.tokenizer, train, task, cfg, request.max_length, device)
-    config = MLACConfig(
-        inner_steps=0, adv_loss="neg_ce", inner_lr_mode="fixed", outer_steps=cfg.ac_steps, outer_lr=cfg.ac_lr,
-        val_every=max(1, cfg.ac_steps // 2), checkpoint_every=cfg.ac_steps, max_length=request.max_length,
-        seed=cfg.seed, device=str(device),
-    )
+    config = ac_config(MLACConfig(
+        outer_steps=cfg.ac_steps, outer_lr=cfg.ac_lr, val_every=max(1, cfg.ac_steps // 2),
+        checkpoint_every=cfg.ac_steps, max_length=request.max_length, seed=cfg.seed, device=str(device),
+    ))
     train_mlac(copy.deepcopy(base.model), base.tokenizer, train, task, config, out_dir=path, resume=False,
                parent_sha256=base.sha256, beneficial_names=task.beneficial_names)
     return None

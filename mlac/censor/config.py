@@ -13,6 +13,9 @@ INNER_OPTIMIZERS = ("adam", "sgd")
 INNER_LR_MODES = ("learned", "sampled", "fixed")
 ADVERSARY_HEADS = ("fresh", "learned")
 ADV_LOSSES = ("remap", "neg_ce")
+#: What the adversary (learned inner lr and head) minimises: the adversarial part of the defender's
+#: objective (a zero-sum game, the default), or the reference code's adapted harmful cross-entropy.
+ADVERSARY_OBJECTIVES = ("game", "adapted_ce")
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,13 @@ class MLACConfig:
     (``"neg_ce"``: ``CE / (1 + CE / (2 log C))``, bounded by ``2 log C``), over the harmful logits of the outer batch at the
     inner steps 0..K. The adversary (inner learning rate, and the head initialisation when
     ``adversary_head="learned"``) plays the other side of the same game: it minimises the adversarial
-    part of that objective.
+    part of that objective (``adversary_objective="game"``) or, as the reference code did, the plain
+    cross-entropy of the outer batch after the K inner steps (``"adapted_ce"``); its gradient is clipped to
+    ``adversary_grad_clip`` before its Adam step. ``inner_lr_sample_low/high`` default to the reference's
+    sampled range ``[1e-4, 1e-2]``.
+
+    Validation (checkpoint selection) runs the simulated attack at the adversary's *current* inner lr, the
+    attacker the model was trained against; the initial-lr numbers are recorded beside it.
     """
 
     # Inner loop: the simulated attacker.
@@ -38,10 +47,12 @@ class MLACConfig:
     inner_lr: float = 3e-4
     inner_lr_mode: str = "learned"
     adversary_lr: float = 1e-4
+    adversary_objective: str = "game"
+    adversary_grad_clip: float = 1.0
     inner_lr_min: float = 1e-6
     inner_lr_max: float = 1e-2
-    inner_lr_sample_low: float = 1e-5
-    inner_lr_sample_high: float = 1e-3
+    inner_lr_sample_low: float = 1e-4
+    inner_lr_sample_high: float = 1e-2
     inner_batch_sizes: tuple[int, ...] = (12, 24, 48)
     inner_grad_clip: float = 100.0
     adam_betas: tuple[float, float] = (0.9, 0.999)
@@ -52,7 +63,7 @@ class MLACConfig:
     w_adv: float = 1.0
     w_grad_norm: float = 0.0
     w_max_entropy: float = 0.0
-    remap_steps: int = 40
+    remap_steps: int = 60  # at most this many Newton iterations of the remap solver (C = 2; it stops on convergence)
     # Outer loop: the defender.
     outer_lr: float = 1e-5
     outer_batch_size: int = 20
@@ -98,6 +109,18 @@ class MLACConfig:
         return dataclasses.replace(self, **changes)
 
 
+def ac_config(cfg: MLACConfig) -> MLACConfig:
+    """The AC baseline (adversarial censoring, the reference's idea): MLAC with K = 0 and a *learned* adversary.
+
+    No simulated fine-tuning: a harmful head, trained by the adversary every step (Adam at 1e-3) to read the
+    current features, and the defender maximising that head's bounded negative cross-entropy while keeping
+    the beneficial loss low. (MLAC with K = 0 and a freshly drawn random head instead, the former ``ac``, is
+    a strawman: a random head reads nothing, so the defender has nothing to remove.)
+    """
+    return cfg.replace(inner_steps=0, adv_loss="neg_ce", inner_lr_mode="fixed", adversary_head="learned",
+                       adversary_objective="game", adversary_lr=1e-3, w_grad_norm=0.0)
+
+
 def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
@@ -119,6 +142,7 @@ def _validate(cfg: MLACConfig) -> None:
     _choice("inner_lr_mode", cfg.inner_lr_mode, INNER_LR_MODES)
     _choice("adversary_head", cfg.adversary_head, ADVERSARY_HEADS)
     _choice("adv_loss", cfg.adv_loss, ADV_LOSSES)
+    _choice("adversary_objective", cfg.adversary_objective, ADVERSARY_OBJECTIVES)
     for name in ("inner_steps", "outer_steps", "val_every", "checkpoint_every", "remap_steps", "val_batches"):
         value = getattr(cfg, name)
         low = 0 if name == "inner_steps" else 1
@@ -131,7 +155,7 @@ def _validate(cfg: MLACConfig) -> None:
     if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool) or cfg.seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {cfg.seed!r}")
     for name in ("inner_lr", "adversary_lr", "inner_lr_min", "inner_lr_max", "inner_lr_sample_low",
-                 "inner_lr_sample_high", "inner_grad_clip", "outer_lr", "outer_grad_clip", "adam_eps"):
+                 "inner_lr_sample_high", "inner_grad_clip", "outer_lr", "outer_grad_clip", "adam_eps", "adversary_grad_clip"):
         _positive(name, getattr(cfg, name))
     for name in ("w_adv", "w_grad_norm", "w_max_entropy"):
         _positive(name, getattr(cfg, name), allow_zero=True)

@@ -46,7 +46,8 @@ class OuterTerms:
     total: torch.Tensor
     beneficial_ce: torch.Tensor
     adv_per_step: torch.Tensor  # [K+1]
-    harmful_ce_per_step: torch.Tensor  # [K+1], plain CE of the outer batch (monitoring)
+    harmful_ce_per_step: torch.Tensor  # [K+1], plain CE of the outer batch (monitoring, detached)
+    adapted_ce: torch.Tensor  # plain CE of the outer batch after the K steps (attached: the reference adversary's loss)
     grad_norms: torch.Tensor  # [K] (empty when K = 0)
     entropy_per_step: torch.Tensor  # [K+1]
     final_logits: torch.Tensor  # [N, C] harmful logits after K steps (detached)
@@ -134,7 +135,8 @@ def outer_objective(
     if cfg.w_max_entropy > 0:
         total = total - cfg.w_max_entropy * entropy.mean()
     return OuterTerms(
-        total, beneficial_ce, adv, harmful_ce, norms, entropy, stacked[-1].detach(), ben_logits.detach()
+        total, beneficial_ce, adv, harmful_ce, F.cross_entropy(stacked[-1], outer.harmful), norms, entropy,
+        stacked[-1].detach(), ben_logits.detach(),
     )
 
 

@@ -151,19 +151,26 @@ class MLACTrainer:
             torch.manual_seed(seed)
             terms = outer_objective(self.model, self.params, self.buffers, head, lr, outer, inner, step_cfg)
         adv_leaves = [t for t in ([lr] if lr.requires_grad else []) + list(self.adv_head.values())]
-        inputs = [*self.params.values(), *adv_leaves]
-        grads = torch.autograd.grad(terms.total, inputs, allow_unused=True, materialize_grads=True)
-        for p, g in zip(self.params.values(), grads, strict=False):
+        params = list(self.params.values())
+        if adv_leaves and cfg.adversary_objective == "adapted_ce":
+            # The reference's adversary: minimise the adapted harmful cross-entropy directly.
+            adv_grads = list(torch.autograd.grad(terms.adapted_ce, adv_leaves, retain_graph=True,
+                                                 allow_unused=True, materialize_grads=True))
+            grads = list(torch.autograd.grad(terms.total, params, allow_unused=True, materialize_grads=True))
+        else:
+            # The game: the adversary maximises the defender's objective (minimises its adversarial part).
+            both = torch.autograd.grad(terms.total, [*params, *adv_leaves], allow_unused=True, materialize_grads=True)
+            grads, adv_grads = list(both[: len(params)]), [-g for g in both[len(params):]]
+        for p, g in zip(params, grads, strict=True):
             p.grad = g
-        norm = torch.nn.utils.clip_grad_norm_(list(self.params.values()), cfg.outer_grad_clip)
-        adv_grads = grads[len(self.params):]
+        norm = torch.nn.utils.clip_grad_norm_(params, cfg.outer_grad_clip)
         finite = bool(torch.isfinite(terms.total + norm + sum((g.sum() for g in adv_grads), terms.total.new_zeros(()))))
         if finite:
             self.defender.step()
             if self.adversary is not None and adv_leaves:
-                # The adversary plays the other side: it minimises the adversarial part of the objective.
                 for leaf, g in zip(adv_leaves, adv_grads, strict=True):
-                    leaf.grad = -g
+                    leaf.grad = g
+                torch.nn.utils.clip_grad_norm_(adv_leaves, cfg.adversary_grad_clip)
                 self.adversary.step()
                 self.adversary.zero_grad(set_to_none=True)
                 with torch.no_grad():
@@ -184,36 +191,50 @@ class MLACTrainer:
         }
 
     # -- validation ----------------------------------------------------------------------------------
-    def validate(self) -> dict[str, Any]:
-        """Objective on held-out rows with fixed draws (first order, initial inner lr, dropout off)."""
+    def _validation_pass(self, lr_value: float) -> dict[str, float]:
+        """Objective and accuracies on held-out rows with fixed draws (first order, dropout off) at ``lr_value``."""
         cfg = self.cfg
         vcfg = cfg.replace(second_order=False, w_grad_norm=0.0)
         gen = torch.Generator().manual_seed(_derived_seed(cfg.seed, "validation"))
         leaves = {k: v.detach().requires_grad_(True) for k, v in self.params.items()}
-        lr = torch.tensor(cfg.inner_lr, dtype=self.inner_lr.dtype, device=self.device)
-        was_training = self.model.training
-        self.model.eval()
+        lr = torch.tensor(lr_value, dtype=self.inner_lr.dtype, device=self.device)
+        learned_head = {k: v.detach() for k, v in self.adv_head.items()}
         totals, ben_ce, adv, harm_acc, ben_acc = [], [], [], [], []
-        try:
-            for _ in range(cfg.val_batches):
-                outer, inner, head = self._draw_step(gen, self.val)
-                terms = outer_objective(self.model, leaves, self.buffers, head, lr, outer, inner, vcfg)
-                totals.append(float(terms.total.detach()))
-                ben_ce.append(float(terms.beneficial_ce.detach()))
-                adv.append(float(terms.adv_per_step.detach().mean()))
-                harm_acc.append(float((terms.final_logits.argmax(-1) == outer.harmful).float().mean()))
-                assert outer.beneficial is not None
-                ben_acc.append(float((terms.beneficial_logits.argmax(-1) == outer.beneficial).float().mean()))
-        finally:
-            self.model.train(was_training)
-        record = {
-            "step": self.step,
+        for _ in range(cfg.val_batches):
+            outer, inner, head = self._draw_step(gen, self.val)
+            terms = outer_objective(self.model, leaves, self.buffers, learned_head or head, lr, outer, inner, vcfg)
+            totals.append(float(terms.total.detach()))
+            ben_ce.append(float(terms.beneficial_ce.detach()))
+            adv.append(float(terms.adv_per_step.detach().mean()))
+            harm_acc.append(float((terms.final_logits.argmax(-1) == outer.harmful).float().mean()))
+            assert outer.beneficial is not None
+            ben_acc.append(float((terms.beneficial_logits.argmax(-1) == outer.beneficial).float().mean()))
+        return {
             "objective": sum(totals) / len(totals),
             "beneficial_ce": sum(ben_ce) / len(ben_ce),
             "adv_mean": sum(adv) / len(adv),
             "simulated_attack_acc": sum(harm_acc) / len(harm_acc),
             "beneficial_acc": sum(ben_acc) / len(ben_acc),
         }
+
+    def validate(self) -> dict[str, Any]:
+        """Validate against the attacker the model is trained against and keep the best checkpoint.
+
+        The simulated attack runs at the adversary's current inner lr (learned mode; the configured one
+        otherwise) and, with the adversary's learned head when there is one. With a learned lr, the same
+        numbers at the initial lr are recorded beside them (``*_initial_lr``) but do not select.
+        """
+        cfg = self.cfg
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            current = float(self.inner_lr.detach()) if cfg.learns_inner_lr else cfg.inner_lr
+            record: dict[str, Any] = {"step": self.step, "validation_inner_lr": current, **self._validation_pass(current)}
+            if cfg.learns_inner_lr and cfg.inner_steps > 0:
+                initial = self._validation_pass(cfg.inner_lr)
+                record.update({f"{k}_initial_lr": v for k, v in initial.items()})
+        finally:
+            self.model.train(was_training)
         improved = record["objective"] < self.best_objective
         if improved:
             self.best_objective = record["objective"]
