@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv demo test lint typecheck bench clean
+.PHONY: venv demo test test-fast lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -31,6 +31,11 @@ lint: $(STAMP)
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest tests -q --durations=25
+
+# Local iteration: unit, integration and deploy tests, without Ray, the service or the behaviour test
+# (CI still runs everything through `make test`).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest tests/unit tests/integration tests/deploy -q -m "not slow and not ray" --durations=10
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_mlac_step.py

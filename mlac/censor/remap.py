@@ -34,6 +34,9 @@ DEFAULT_MAX_ITER = 60
 _ARMIJO = 1e-4
 _ALPHAS = 0.5 ** torch.arange(0, 40, dtype=torch.float64)  # step sizes tried along the projection arc
 
+#: A variable within ``min(projected gradient, this x bound)`` of a bound, gradient outwards, is held there.
+_ACTIVE_MARGIN = 5e-4
+
 Objective = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 Value = Callable[[torch.Tensor], torch.Tensor]
 
@@ -60,7 +63,8 @@ def solve_remap_batched(
     start = torch.eye(c, dtype=torch.float64, device=x.device).expand(s, c, c) if init is None else init.to(x)
     if c == 2:
         sign = (2 * labels.to(x.device) - 1).to(torch.float64)  # +1 for class 1, -1 for class 0
-        z0 = (start[:, :, 1] - start[:, :, 0]).clamp(-2.0, 2.0)
+        z0 = _best_of(_binary_value(x, sign), (start[:, :, 1] - start[:, :, 0]).clamp(-2.0, 2.0),
+                      _binary_boundary_minimum(x, sign))
         z, iters, pg = _projected_newton(_binary_objective(x, sign), _binary_value(x, sign), z0, 2.0, max_iter, tol)
         w = torch.stack([-z / 2, z / 2], dim=-1)  # columns 0 and 1: w[:, :, 1] - w[:, :, 0] = z
     else:
@@ -99,6 +103,48 @@ def _binary_objective(x: torch.Tensor, sign: torch.Tensor) -> Objective:
     return objective
 
 
+def _binary_boundary_minimum(x: torch.Tensor, sign: torch.Tensor, bound: float = 2.0, iters: int = 64) -> torch.Tensor:
+    """The exact minimiser of the C = 2 objective over the box's boundary (``[S, 2]``).
+
+    Each of the 4 edges (one coordinate held at ``+-bound``) is a 1-D convex problem whose derivative is
+    monotone: bisection on its sign, 64 halvings of the edge (to float64 resolution). Started from the
+    best boundary point, projected Newton then only has to move inwards when the minimum is interior: a
+    minimum in a corner or on an edge (usual for large or anti-correlated logits, where Newton's active-set
+    search converges slowly) is already exact.
+    """
+    s = x.shape[0]
+    fixed_axis = torch.tensor([0, 0, 1, 1], device=x.device)
+    fixed_value = torch.tensor([-bound, bound, -bound, bound], dtype=x.dtype, device=x.device)
+    free_axis = 1 - fixed_axis
+    x_fixed = x[:, :, fixed_axis].permute(2, 0, 1)  # [4, S, N]
+    x_free = x[:, :, free_axis].permute(2, 0, 1)
+    offset = x_fixed * fixed_value.view(4, 1, 1)
+
+    def slope(t: torch.Tensor) -> torch.Tensor:  # t [4, S] -> d f / d t
+        margin = (offset + x_free * t.unsqueeze(-1)) * sign
+        return (-sign * torch.sigmoid(-margin) * x_free).mean(-1)
+
+    lo = torch.full((4, s), -bound, dtype=x.dtype, device=x.device)
+    hi = torch.full_like(lo, bound)
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        rising = slope(mid) > 0
+        hi = torch.where(rising, mid, hi)
+        lo = torch.where(rising, lo, mid)
+    t = (lo + hi) / 2
+    points = torch.zeros(4, s, 2, dtype=x.dtype, device=x.device)
+    points.scatter_(2, fixed_axis.view(4, 1, 1).expand(4, s, 1), fixed_value.view(4, 1, 1).expand(4, s, 1))
+    points.scatter_(2, free_axis.view(4, 1, 1).expand(4, s, 1), t.unsqueeze(-1))
+    values = _binary_value(x, sign)(points)  # [4, S]
+    return points[values.argmin(0), torch.arange(s, device=x.device)]
+
+
+def _best_of(value: Value, *candidates: torch.Tensor) -> torch.Tensor:
+    """Per problem, the candidate point ``[S, m]`` with the lowest objective."""
+    stacked = torch.stack(candidates)  # [K, S, m]
+    return stacked[value(stacked).argmin(0), torch.arange(stacked.shape[1], device=stacked.device)]
+
+
 # -- general C: f(W) = mean CE(x W, y), W in [-1, 1]^{C x C} flattened row-major ----------------------------
 def _general_value(x: torch.Tensor, onehot: torch.Tensor) -> Value:
     c = x.shape[-1]
@@ -129,39 +175,48 @@ def _general_objective(x: torch.Tensor, onehot: torch.Tensor) -> Objective:
 def _projected_newton(
     objective: Objective, value: Value, z: torch.Tensor, bound: float, max_iter: int, tol: float
 ) -> tuple[torch.Tensor, int, float]:
-    """Minimise a convex function over the box ``[-bound, bound]^m`` for each of ``S`` problems ``z [S, m]``."""
+    """Minimise a convex function over the box ``[-bound, bound]^m`` for each of ``S`` problems ``z [S, m]``.
+
+    Each iteration tries two projected arcs per problem and keeps whichever lowers the objective more: the
+    Newton direction on the free variables (fast near the optimum) and the plain gradient (which always
+    makes progress, e.g. where saturated logits make the Hessian vanish). Every accepted step lowers the
+    objective, so the method cannot end worse than it started.
+    """
     iterations, pg_norm = 0, float("inf")
-    alphas = _ALPHAS.to(z.device)
-    for iterations in range(max_iter + 1):
+    alphas = _ALPHAS.to(z.device).view(-1, 1, 1)
+    rows = torch.arange(z.shape[0], device=z.device)
+    eye = torch.eye(z.shape[-1], dtype=z.dtype, device=z.device)
+    for iterations in range(max_iter + 1):  # noqa: B007 - the count is returned
         f, grad, hess = objective(z)
         pg = (z - (z - grad).clamp(-bound, bound)).abs().amax(-1)  # [S]
         pg_norm = float(pg.max())
         if pg_norm <= tol or iterations == max_iter:
             break
         # Bound-active variables (at a bound, the gradient pushing outwards) are held; Newton on the rest.
-        margin = torch.minimum(pg, torch.full_like(pg, 1e-3)).unsqueeze(-1)
+        margin = torch.minimum(pg, torch.full_like(pg, _ACTIVE_MARGIN * bound)).unsqueeze(-1)
         active = ((z <= -bound + margin) & (grad > 0)) | ((z >= bound - margin) & (grad < 0))
         free = ~active
-        both = free.unsqueeze(-1) & free.unsqueeze(-2)
-        eye = torch.eye(z.shape[-1], dtype=z.dtype, device=z.device)
-        reduced = torch.where(both, hess, eye * active.unsqueeze(-1).to(z.dtype))
+        reduced = torch.where(free.unsqueeze(-1) & free.unsqueeze(-2), hess, eye * active.unsqueeze(-1).to(z.dtype))
         g_free = torch.where(free, grad, torch.zeros_like(grad))
-        step = -(torch.linalg.pinv(reduced, hermitian=True, rtol=1e-12) @ g_free.unsqueeze(-1)).squeeze(-1)
-        # Where the Hessian is numerically flat along the gradient, fall back to a gradient step.
-        stalled = (step * g_free).sum(-1) > -1e-30
-        step = torch.where(stalled.unsqueeze(-1), -g_free, step)
-        done = (pg <= tol).unsqueeze(-1)
-        step = torch.where(done, torch.zeros_like(step), step)
-        trial = (z.unsqueeze(0) + alphas.view(-1, 1, 1) * step.unsqueeze(0)).clamp(-bound, bound)  # [A, S, m]
-        f_trial = value(trial)  # [A, S]
-        decrease = (grad.unsqueeze(0) * (trial - z.unsqueeze(0))).sum(-1)
-        ok = f_trial <= f.unsqueeze(0) + _ARMIJO * decrease
-        first = torch.where(ok.any(0), ok.to(torch.int64).argmax(0), f_trial.argmin(0))  # [S]
-        chosen = trial[first, torch.arange(z.shape[0], device=z.device)]
-        better = value(chosen) < f
-        if not bool(better.any()):  # no step lowers any objective: converged to float precision
+        newton = -(torch.linalg.pinv(reduced, hermitian=True, rtol=1e-12) @ g_free.unsqueeze(-1)).squeeze(-1)
+        best_z, best_f = z, f
+        for direction in (newton, -grad):
+            # Steps longer than the box are pointless (the projection undoes them): scale to its diameter.
+            length = direction.abs().amax(-1, keepdim=True).clamp_min(1e-300)
+            direction = direction * (2 * bound / length).clamp(max=1.0)
+            trial = (z.unsqueeze(0) + alphas * direction.unsqueeze(0)).clamp(-bound, bound)  # [A, S, m]
+            f_trial = value(trial)  # [A, S]
+            decrease = (grad.unsqueeze(0) * (trial - z.unsqueeze(0))).sum(-1)
+            ok = (f_trial <= f.unsqueeze(0) + _ARMIJO * decrease) & (f_trial < f.unsqueeze(0))
+            first = torch.where(ok.any(0), ok.to(torch.int64).argmax(0), f_trial.argmin(0))  # [S]
+            chosen, f_chosen = trial[first, rows], f_trial[first, rows]
+            better = f_chosen < best_f
+            best_z = torch.where(better.unsqueeze(-1), chosen, best_z)
+            best_f = torch.where(better, f_chosen, best_f)
+        moving = (best_f < f) & (pg > tol)  # converged problems stay where they are
+        if not bool(moving.any()):  # no step lowers any open problem's objective: float precision reached
             break
-        z = torch.where(better.unsqueeze(-1), chosen, z)
+        z = torch.where(moving.unsqueeze(-1), best_z, z)
     return z, iterations, pg_norm
 
 

@@ -1,73 +1,79 @@
 """The behaviour that matters: MLAC against the same training with the adversarial weight at 0.
 
-Same base model, data, optimiser, learning rate, steps and seeds; only ``w_adv`` differs. The floor
-asserted for every seed: the attack MLAC simulates (K inner steps at the initial inner learning rate
-from a fresh head, on held-out harmful data) is clearly less successful on the MLAC model than on the
-weight-0 model, and the weight-0 model keeps its harmful features (so the gap is MLAC's doing, not
-forgetting). The linear-probe attack (frozen trunk, 200 steps) showed a stable gap on every seed measured
-(0.37 and 0.37), so it is asserted too, with a margin. Full fine-tuning at lr 1e-4 showed a smaller gap
-(0.07-0.09) and is not part of this test (it is the costliest attack); its numbers are in RESULTS.md.
-Beneficial accuracy (linear probe) stays within a stated margin. Every number is printed (``-s``).
+Same base model, data, optimiser, learning rate, steps and seeds; only ``w_adv`` differs (the recipe is
+``tests/behaviour/setting.RECIPE``). Three MLAC seeds; every check is on the **mean over the seeds**:
 
-CALIBRATION (tiny BERT base trained 300 steps on both labels of 2,000 short bios; MLAC on 1,000 other
-bios; attacker n=100; evaluation on 900 held-out bios): see benchmarks/RESULTS.md, section
-"MLAC behaviour calibration", for the per-seed numbers the margins below were set from.
+- the weight-0 control keeps its harmful features (simulated attack and linear probe stay high), so a
+  gap is MLAC's doing and not forgetting;
+- the attack MLAC simulates (K inner steps at the initial inner lr from fresh heads) and the linear probe
+  (frozen trunk, 200 steps) are clearly less successful on the MLAC models than on the weight-0 models;
+- beneficial accuracy (linear probe) stays within a margin.
+
+Thresholds: each stands at least three spreads from what was measured, where the spread is the standard
+deviation of the three-seed mean over variants that change only float rounding or irrelevant details (torch
+threads 1 vs 2, ``ATEN_CPU_CAPABILITY=default`` vs the CPU's best, permuted training rows, other attack
+heads): ``benchmarks/RESULTS.md``, "MLAC behaviour spread" (``benchmarks/bench_behaviour_spread.py``).
+
+Negative control, in the same test: the identical checks, with the "defended" models replaced by the
+weight-0 models of the next seed (a do-nothing defence, differing only by seed), must fail every gap check.
+Every number is printed (``-s``).
 """
 
 from __future__ import annotations
 
-import copy
+import statistics
 
 import pytest
 
-from mlac.censor.config import MLACConfig
-from mlac.censor.simulated_attack import finetune_attack, simulated_attack
-from mlac.censor.train import train_mlac
+from tests.behaviour.setting import RECIPE, run_cell
 
-SEEDS = (0, 1)
+SEEDS = (0, 1, 2)
 W_ADV = 1.0
-CONFIG = MLACConfig(
-    inner_steps=4, outer_steps=120, outer_lr=3e-4, inner_lr=1e-3, outer_batch_size=20, inner_batch_sizes=(24,),
-    val_every=50, checkpoint_every=10**6, max_length=48, device="cpu",
-)
-#: Required gap (weight-0 minus MLAC) in the simulated attack's held-out accuracy, per seed.
-SIM_GAP = 0.10
-#: Required gap in the linear probe's held-out harmful accuracy, per seed (measured 0.37 on both seeds).
-PROBE_GAP = 0.20
-#: The weight-0 model keeps its harmful features: simulated attack and linear probe stay this high.
+#: Mean over seeds of the weight-0 control's accuracies: it keeps the harmful features.
 W0_SIM_FLOOR = 0.70
 W0_PROBE_FLOOR = 0.80
-#: Beneficial linear-probe accuracy of MLAC may be at most this far below the weight-0 model's.
-BENEFICIAL_MARGIN = 0.10
+#: Mean over seeds of (weight-0 minus MLAC) accuracy: the simulated attack and the linear probe.
+SIM_GAP = 0.13
+PROBE_GAP = 0.20
+#: Mean beneficial linear-probe accuracy of MLAC may be at most this far below the weight-0 models'.
+BENEFICIAL_MARGIN = 0.05
+
+Row = dict[str, float]
 
 
-def _attacks(model, cfg, splits, seed):
-    atk, ev = splits["attack"], splits["eval"]
-    return {
-        "simulated": simulated_attack(model, cfg, atk, ev, repeats=16, seed=seed).accuracy,
-        "probe": finetune_attack(model, atk, ev, steps=200, lr=1e-3, batch_size=24, freeze_trunk=True, seed=seed).accuracy,
-        "beneficial_probe": finetune_attack(model, atk, ev, task="beneficial", num_labels=12, steps=200, lr=1e-3,
-                                            batch_size=24, freeze_trunk=True, seed=seed).accuracy,
+def failed_checks(control: list[Row], defended: list[Row]) -> list[str]:
+    """The checks that fail for paired per-seed rows (empty: the defence showed the effect)."""
+    def mean(rows: list[Row], key: str) -> float:
+        return statistics.fmean(r[key] for r in rows)
+
+    def gap(key: str) -> float:
+        return statistics.fmean(c[key] - d[key] for c, d in zip(control, defended, strict=True))
+
+    checks = {
+        "control keeps simulated": mean(control, "simulated") >= W0_SIM_FLOOR,
+        "control keeps probe": mean(control, "probe") >= W0_PROBE_FLOOR,
+        "simulated gap": gap("simulated") >= SIM_GAP,
+        "probe gap": gap("probe") >= PROBE_GAP,
+        "beneficial kept": -gap("beneficial_probe") >= -BENEFICIAL_MARGIN,
     }
+    return [name for name, ok in checks.items() if not ok]
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1800)  # minutes on an idle 2-core machine; 20 min at load average 6-8
+@pytest.mark.timeout(1800)  # ~6 minutes on an idle 2-core machine
 def test_mlac_defeats_the_attack_it_simulates_where_weight_zero_does_not(bios_setting):
-    tok, task, splits, base = (bios_setting[k] for k in ("tokenizer", "task", "splits", "base"))
-    table = {}
-    for seed in SEEDS:
-        for w in (0.0, W_ADV):
-            cfg = CONFIG.replace(seed=seed, w_adv=w)
-            result = train_mlac(copy.deepcopy(base), tok, splits["mlac"], task, cfg)
-            assert result.skipped_nonfinite == 0
-            table[(seed, w)] = _attacks(result.model, cfg, splits, seed)
-    for (seed, w), row in sorted(table.items()):
-        print(f"seed {seed} w_adv {w}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()))
-    for seed in SEEDS:
-        zero, mlac = table[(seed, 0.0)], table[(seed, W_ADV)]
-        assert zero["simulated"] >= W0_SIM_FLOOR, f"seed {seed}: the weight-0 run lost the harmful features"
-        assert zero["probe"] >= W0_PROBE_FLOOR, f"seed {seed}: the weight-0 run lost the harmful features"
-        assert zero["simulated"] - mlac["simulated"] >= SIM_GAP, f"seed {seed}: no MLAC effect {zero} vs {mlac}"
-        assert zero["probe"] - mlac["probe"] >= PROBE_GAP, f"seed {seed}: the linear probe still reads gender {mlac}"
-        assert mlac["beneficial_probe"] >= zero["beneficial_probe"] - BENEFICIAL_MARGIN
+    zero = [run_cell(bios_setting, RECIPE.replace(seed=s, w_adv=0.0)) for s in SEEDS]
+    mlac = [run_cell(bios_setting, RECIPE.replace(seed=s, w_adv=W_ADV)) for s in SEEDS]
+    for s, z, m in zip(SEEDS, zero, mlac, strict=True):
+        print(f"seed {s}: w_adv 0: " + ", ".join(f"{k} {v:.3f}" for k, v in z.items())
+              + f" | w_adv {W_ADV}: " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()))
+    for key in ("simulated", "probe", "beneficial_probe"):
+        gaps = [z[key] - m[key] for z, m in zip(zero, mlac, strict=True)]
+        print(f"mean {key}: w_adv 0 {statistics.fmean(r[key] for r in zero):.3f}, "
+              f"MLAC {statistics.fmean(r[key] for r in mlac):.3f}, gap {statistics.fmean(gaps):.3f}")
+    assert failed_checks(zero, mlac) == [], f"MLAC effect not shown: {zero} vs {mlac}"
+    # Negative control: a do-nothing defence (weight 0, next seed) must fail every gap check.
+    do_nothing = zero[1:] + zero[:1]
+    control_failures = failed_checks(zero, do_nothing)
+    print("negative control fails:", control_failures)
+    assert {"simulated gap", "probe gap"} <= set(control_failures)
