@@ -55,10 +55,10 @@ def run_variant(name: str, seeds: list[int], full: bool, out: Path) -> None:
             t0 = time.monotonic()
             cfg = RECIPE.replace(seed=seed, w_adv=w)
             if name == "reference":
-                from tests.behaviour.setting import attack
                 import copy
 
                 from mlac.censor.train import train_mlac
+                from tests.behaviour.setting import attack
 
                 model = train_mlac(copy.deepcopy(setting.base), setting.tokenizer, setting.splits["mlac"], setting.task,
                                    cfg).model

@@ -153,7 +153,7 @@ def _suite_table(study: Study, labels: dict[str, list[str]]) -> list[dict[str, A
 def exp2_k(study: Study) -> dict[str, Any]:
     """K ablation (0, 1, 4 at CPU scale) and MLAC's effect against its training compute."""
     scale = study.scale
-    groups = {"base": ["base"], "beneficial_tuned (w_adv=0)": ["beneficial_tuned"], "AC (K=0, neg. CE)": ["ac"]}
+    groups = {"base": ["base"], "beneficial_tuned (w_adv=0)": ["beneficial_tuned"], "AC (K=0, learned head, neg. CE)": ["ac"]}
     if "K0_remap" in scale.ablations:
         groups["K=0, remap"] = ["K0_remap"]
     if "K1" in scale.ablations:

@@ -186,7 +186,7 @@ def _projected_newton(
     alphas = _ALPHAS.to(z.device).view(-1, 1, 1)
     rows = torch.arange(z.shape[0], device=z.device)
     eye = torch.eye(z.shape[-1], dtype=z.dtype, device=z.device)
-    for iterations in range(max_iter + 1):  # noqa: B007 - the count is returned
+    for iterations in range(max_iter + 1):
         f, grad, hess = objective(z)
         pg = (z - (z - grad).clamp(-bound, bound)).abs().amax(-1)  # [S]
         pg_norm = float(pg.max())

@@ -14,9 +14,14 @@ deviation of the three-seed mean over variants that change only float rounding o
 threads 1 vs 2, ``ATEN_CPU_CAPABILITY=default`` vs the CPU's best, permuted training rows, other attack
 heads): ``benchmarks/RESULTS.md``, "MLAC behaviour spread" (``benchmarks/bench_behaviour_spread.py``).
 
-Negative control, in the same test: the identical checks, with the "defended" models replaced by the
-weight-0 models of the next seed (a do-nothing defence, differing only by seed), must fail every gap check.
-Every number is printed (``-s``).
+Measured (15 cells per setting, 2026-12-01, AMD EPYC 2 cores): three-seed means of the simulated gap
+0.258 (spread 0.026), probe gap 0.327 (spread 0.014; 0.023 from the per-seed spread / sqrt 3), weight-0
+simulated 0.814 (0.018) and probe 0.889 (0.019), beneficial probe within 0.001. The thresholds below sit
+4.2, 4.6, 6.3 and 4.7 spreads below those means.
+
+Negative control, in the same test: the identical checks, with the "defended" models replaced by
+independently trained do-nothing models (weight 0, the MLAC training rows in another order), must fail
+both gap checks. Every number is printed (``-s``).
 """
 
 from __future__ import annotations
@@ -33,8 +38,8 @@ W_ADV = 1.0
 W0_SIM_FLOOR = 0.70
 W0_PROBE_FLOOR = 0.80
 #: Mean over seeds of (weight-0 minus MLAC) accuracy: the simulated attack and the linear probe.
-SIM_GAP = 0.13
-PROBE_GAP = 0.20
+SIM_GAP = 0.15
+PROBE_GAP = 0.22
 #: Mean beneficial linear-probe accuracy of MLAC may be at most this far below the weight-0 models'.
 BENEFICIAL_MARGIN = 0.05
 
@@ -60,7 +65,7 @@ def failed_checks(control: list[Row], defended: list[Row]) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1800)  # ~6 minutes on an idle 2-core machine
+@pytest.mark.timeout(1800)  # ~7 minutes on an idle 2-core machine
 def test_mlac_defeats_the_attack_it_simulates_where_weight_zero_does_not(bios_setting):
     zero = [run_cell(bios_setting, RECIPE.replace(seed=s, w_adv=0.0)) for s in SEEDS]
     mlac = [run_cell(bios_setting, RECIPE.replace(seed=s, w_adv=W_ADV)) for s in SEEDS]
@@ -72,8 +77,10 @@ def test_mlac_defeats_the_attack_it_simulates_where_weight_zero_does_not(bios_se
         print(f"mean {key}: w_adv 0 {statistics.fmean(r[key] for r in zero):.3f}, "
               f"MLAC {statistics.fmean(r[key] for r in mlac):.3f}, gap {statistics.fmean(gaps):.3f}")
     assert failed_checks(zero, mlac) == [], f"MLAC effect not shown: {zero} vs {mlac}"
-    # Negative control: a do-nothing defence (weight 0, next seed) must fail every gap check.
-    do_nothing = zero[1:] + zero[:1]
+    # Negative control: a do-nothing defence (weight 0, trained on the rows in another order) must fail.
+    do_nothing = [run_cell(bios_setting, RECIPE.replace(seed=s, w_adv=0.0), data_order=1) for s in SEEDS]
     control_failures = failed_checks(zero, do_nothing)
+    for key in ("simulated", "probe"):
+        print(f"negative control: mean {key} gap {statistics.fmean(z[key] - d[key] for z, d in zip(zero, do_nothing, strict=True)):.3f}")
     print("negative control fails:", control_failures)
     assert {"simulated gap", "probe gap"} <= set(control_failures)

@@ -1,4 +1,4 @@
-"""Baselines built from a base checkpoint: random, base, beneficial_tuned, ac (MLAC with K=0); cached."""
+"""Baselines built from a base checkpoint: random, base, beneficial_tuned, ac (K=0, learned adversary head); cached."""
 
 from __future__ import annotations
 
