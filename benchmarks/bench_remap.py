@@ -10,14 +10,17 @@ and the Danskin gradient's relative error against an L-BFGS-B reference (``scipy
 from __future__ import annotations
 
 import math
+import sys
 import time
+from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.optimize import minimize
 
 from mlac.censor.remap import solve_remap_batched
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for tests.remap_reference
+from tests.remap_reference import scipy_remap_minimum
 
 
 def fista_40(x: torch.Tensor, labels: torch.Tensor, steps: int = 40) -> torch.Tensor:
@@ -35,27 +38,12 @@ def fista_40(x: torch.Tensor, labels: torch.Tensor, steps: int = 40) -> torch.Te
     return w
 
 
-def reference_w(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    c = x.shape[-1]
-    onehot = np.eye(c)[labels]
-
-    def f(w: np.ndarray) -> tuple[float, np.ndarray]:
-        r = x @ w.reshape(c, c)
-        r = r - r.max(1, keepdims=True)
-        logp = r - np.log(np.exp(r).sum(1, keepdims=True))
-        return float(-(logp * onehot).sum(1).mean()), (x.T @ (np.exp(logp) - onehot) / len(x)).ravel()
-
-    runs = [minimize(f, s0, jac=True, method="L-BFGS-B", bounds=[(-1, 1)] * (c * c),
-                     options={"maxiter": 20000, "ftol": 1e-16, "gtol": 1e-13}) for s0 in (np.eye(c).ravel(), np.zeros(c * c))]
-    return min(runs, key=lambda r: r.fun).x.reshape(c, c)
-
-
 def grad_error(x: torch.Tensor, labels: torch.Tensor, w: torch.Tensor) -> float:
     worst = 0.0
     for i in range(x.shape[0]):
         xi = x[i].clone().requires_grad_(True)
         (g,) = torch.autograd.grad(F.cross_entropy(xi @ w[i], labels), xi)
-        ref = torch.from_numpy(reference_w(x[i].numpy(), labels.numpy()))
+        _, ref = scipy_remap_minimum(x[i], labels)
         (r,) = torch.autograd.grad(F.cross_entropy(xi @ ref, labels), xi)
         worst = max(worst, float((g - r).norm() / r.norm().clamp_min(1e-12)))
     return worst

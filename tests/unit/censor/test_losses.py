@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from scipy.optimize import minimize
 
 from mlac.censor.losses import bounded_neg_ce_value, mean_entropy, remap_loss, solve_remap
 from mlac.censor.remap import solve_remap_batched
+from tests.remap_reference import scipy_remap_minimum
 
 
 def _grid_min(logits: torch.Tensor, labels: torch.Tensor, points: int = 41) -> float:
@@ -38,24 +37,6 @@ def test_remap_equals_brute_force_grid_minimum_for_two_classes(scale):
     assert w.abs().max() <= 1.0
 
 
-def _scipy_min(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, torch.Tensor]:
-    """The box-constrained minimum by L-BFGS-B at tight tolerances, best of three starts (reference solver)."""
-    x, c = logits.detach().double().numpy(), logits.shape[-1]
-    onehot = np.eye(c)[labels.numpy()]
-
-    def f(w: np.ndarray) -> tuple[float, np.ndarray]:
-        r = x @ w.reshape(c, c)
-        r = r - r.max(1, keepdims=True)
-        logp = r - np.log(np.exp(r).sum(1, keepdims=True))
-        return float(-(logp * onehot).sum(1).mean()), (x.T @ (np.exp(logp) - onehot) / len(x)).ravel()
-
-    runs = [minimize(f, start, jac=True, method="L-BFGS-B", bounds=[(-1.0, 1.0)] * (c * c),
-                     options={"maxiter": 20_000, "ftol": 1e-16, "gtol": 1e-13})
-            for start in (np.eye(c).ravel(), np.zeros(c * c), -np.eye(c).ravel())]
-    best = min(runs, key=lambda r: r.fun)
-    return float(best.fun), torch.from_numpy(best.x.reshape(c, c))
-
-
 def _logits(kind: str, scale: float, c: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     labels = torch.randint(0, c, (24,), generator=gen)
@@ -76,7 +57,7 @@ def test_remap_value_and_danskin_gradient_match_scipy_at_the_default_settings(ki
     """At the defaults (no step or tolerance argument): the value equals the L-BFGS-B minimum and the
     Danskin gradient ``d CE(x W*) / dx`` equals the one at scipy's minimiser, at every logit scale."""
     logits, labels = _logits(kind, scale, c, seed=int(scale * 10) + c)
-    reference_value, reference_w = _scipy_min(logits, labels)
+    reference_value, reference_w = scipy_remap_minimum(logits, labels)
     ours = float(remap_loss(logits, labels))
     assert ours <= reference_value + 1e-9, (ours, reference_value)
     assert reference_value - ours < 1e-7
@@ -100,7 +81,7 @@ def test_batched_remap_matches_scipy_on_every_problem_of_a_mixed_batch():
     solution = solve_remap_batched(logits, labels)
     assert solution.iterations <= 20
     for s in range(logits.shape[0]):
-        reference_value, _ = _scipy_min(logits[s], labels)
+        reference_value, _ = scipy_remap_minimum(logits[s], labels)
         assert float(solution.value[s]) <= reference_value + 1e-9, s  # (L-BFGS-B itself stops short on some)
     assert float(solution.w.abs().max()) <= 1.0
 
@@ -122,7 +103,7 @@ def test_old_forty_step_first_order_solver_would_fail_this_check():
     w = torch.eye(2, dtype=torch.float64).unsqueeze(0)
     for _ in range(40):
         w = (w - step * torch.bmm(x.transpose(1, 2), torch.softmax(torch.bmm(x, w), -1) - onehot) / 24).clamp(-1, 1)
-    reference_value, _ = _scipy_min(logits, labels)
+    reference_value, _ = scipy_remap_minimum(logits, labels)
     assert float(F.cross_entropy(logits @ w[0], labels)) - reference_value > 1e-3
 
 
