@@ -21,7 +21,7 @@ simulated 0.814 (0.018) and probe 0.889 (0.019), beneficial probe within 0.001. 
 
 Negative control, in the same test: the identical checks, with the "defended" models replaced by
 independently trained do-nothing models (weight 0, the MLAC training rows in another order), must fail
-both gap checks. Every number is printed (``-s``).
+both gap checks. Every number is printed, also under ``-q`` without ``-s`` (CI logs keep them).
 """
 
 from __future__ import annotations
@@ -66,21 +66,37 @@ def failed_checks(control: list[Row], defended: list[Row]) -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)  # ~7 minutes on an idle 2-core machine
-def test_mlac_defeats_the_attack_it_simulates_where_weight_zero_does_not(bios_setting):
+def test_mlac_defeats_the_attack_it_simulates_where_weight_zero_does_not(bios_setting, capsys):
     zero = [run_cell(bios_setting, RECIPE.replace(seed=s, w_adv=0.0)) for s in SEEDS]
     mlac = [run_cell(bios_setting, RECIPE.replace(seed=s, w_adv=W_ADV)) for s in SEEDS]
+    lines = []
     for s, z, m in zip(SEEDS, zero, mlac, strict=True):
-        print(f"seed {s}: w_adv 0: " + ", ".join(f"{k} {v:.3f}" for k, v in z.items())
+        lines.append(f"seed {s}: w_adv 0: " + ", ".join(f"{k} {v:.3f}" for k, v in z.items())
               + f" | w_adv {W_ADV}: " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()))
     for key in ("simulated", "probe", "beneficial_probe"):
         gaps = [z[key] - m[key] for z, m in zip(zero, mlac, strict=True)]
-        print(f"mean {key}: w_adv 0 {statistics.fmean(r[key] for r in zero):.3f}, "
+        lines.append(f"mean {key}: w_adv 0 {statistics.fmean(r[key] for r in zero):.3f}, "
               f"MLAC {statistics.fmean(r[key] for r in mlac):.3f}, gap {statistics.fmean(gaps):.3f}")
-    assert failed_checks(zero, mlac) == [], f"MLAC effect not shown: {zero} vs {mlac}"
+    failures = failed_checks(zero, mlac)
     # Negative control: a do-nothing defence (weight 0, trained on the rows in another order) must fail.
     do_nothing = [run_cell(bios_setting, RECIPE.replace(seed=s, w_adv=0.0), data_order=1) for s in SEEDS]
     control_failures = failed_checks(zero, do_nothing)
     for key in ("simulated", "probe"):
-        print(f"negative control: mean {key} gap {statistics.fmean(z[key] - d[key] for z, d in zip(zero, do_nothing, strict=True)):.3f}")
-    print("negative control fails:", control_failures)
+        lines.append(f"negative control: mean {key} gap {statistics.fmean(z[key] - d[key] for z, d in zip(zero, do_nothing, strict=True)):.3f}")
+    lines.append(f"checks failed: MLAC {failures}, negative control {control_failures}")
+    with capsys.disabled():
+        print("\nMLAC behaviour:\n  " + "\n  ".join(lines))
+    assert failures == [], f"MLAC effect not shown: {zero} vs {mlac}"
     assert {"simulated gap", "probe gap"} <= set(control_failures)
+
+
+def test_checks_accept_the_measured_effect_and_reject_do_nothing_or_forgetting():
+    """The check logic alone, on rows shaped like the measured means (no training)."""
+    control = [{"simulated": 0.81, "probe": 0.89, "beneficial_probe": 1.0}] * 3
+    defended = [{"simulated": 0.56, "probe": 0.56, "beneficial_probe": 1.0}] * 3
+    assert failed_checks(control, defended) == []
+    assert {"simulated gap", "probe gap"} <= set(failed_checks(control, control))
+    forgot = [{"simulated": 0.60, "probe": 0.70, "beneficial_probe": 1.0}] * 3
+    assert {"control keeps simulated", "control keeps probe"} <= set(failed_checks(forgot, defended))
+    lost_beneficial = [{**row, "beneficial_probe": 0.8} for row in defended]
+    assert failed_checks(control, lost_beneficial) == ["beneficial kept"]
