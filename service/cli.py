@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     submit.add_argument("kind", choices=("censor", "audit", "censor_then_audit"))
     submit.add_argument("--dataset", required=True, help="dataset id (ds_...)")
     submit.add_argument("--checkpoint", default=None, help="checkpoint id (sha256 of the weights)")
-    submit.add_argument("--preset", default="smoke", choices=("smoke", "quick", "paper"))
+    submit.add_argument("--preset", default="smoke", choices=("smoke", "quick", "paper", "strong"))
     submit.add_argument("--options", type=Path, default=None, help="JSON file with 'audit'/'censor' overrides")
     submit.add_argument("--idempotency-key", default=None)
     submit.set_defaults(func=cmd_submit)
@@ -172,16 +172,38 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return 1
 
 
+def _num(v: Any) -> str:
+    return f"{v:8.3f}" if isinstance(v, (int, float)) and not isinstance(v, bool) else f"{'-':>8}"
+
+
+#: Columns of ``result``'s curve table: the interval is the t-interval (``ci_t``) the verdict uses.
+CURVE_HEADER = f"{'model':<24}{'task':<12}{'n':>6}{'mean':>8}{'t_low':>8}{'t_high':>8}{'chance':>8}  note"
+
+
+def curve_row(row: dict[str, Any]) -> str:
+    """One curve of a result's JSON as a table line: mean, 95% t-interval ("insufficient" with one seed, also
+    for results of schema 1.0, which stored a zero-width interval), chance rate, "attack failed" flag."""
+    ci = row.get("ci_t")
+    one_seed = len(row.get("per_seed") or []) == 1
+    notes = []
+    if isinstance(ci, list) and len(ci) == 2 and not one_seed:
+        low, high = ci
+    else:
+        low = high = None
+        notes.append("insufficient (1 seed)" if one_seed or ci is None else "no interval")
+    if row.get("attack_failed"):
+        notes.append("attack failed (<= chance)")
+    return (f"{row['model']:<24}{row['task']:<12}{row['n']:>6}{_num(row.get('mean'))}{_num(low)}{_num(high)}"
+            f"{_num(row.get('majority_rate'))}  {'; '.join(notes)}").rstrip()
+
+
 def cmd_result(args: argparse.Namespace) -> int:
     """Print the curve table; with --out, save result.json, report.html and the figures."""
     with _client(args) as c:
         result = _check(c.get(f"/v1/jobs/{args.job_id}/result"))
-        print(f"{'model':<24}{'task':<12}{'n':>6}{'mean':>8}{'ci_low':>8}{'ci_high':>8}")
+        print(CURVE_HEADER)
         for row in sorted(result.get("curves", []), key=lambda r: (r["model"], r["task"], r["n"])):
-            ci = row.get("ci_bootstrap") or [None, None]
-            low, high = ([*ci, None, None])[:2] if isinstance(ci, list) else (None, None)
-            fmt = lambda v: f"{v:8.3f}" if isinstance(v, (int, float)) else f"{'-':>8}"  # noqa: E731
-            print(f"{row['model']:<24}{row['task']:<12}{row['n']:>6}{fmt(row.get('mean'))}{fmt(low)}{fmt(high)}")
+            print(curve_row(row))
         verdict = result.get("verdict") or {}
         if verdict:
             print(f"verdict: {verdict.get('status')}")

@@ -60,7 +60,8 @@ class StoreSink:
             if eta is not None:
                 progress["eta_s"] = eta
             self.store.update_progress(job_id, progress)
-            self.store.append_event(job_id, payload, now)
+            if not payload.get("replayed"):  # a resumed search re-announces finished trials: records only
+                self.store.append_event(job_id, payload, now)
             if "trial" in payload and "model" in payload:
                 study = f"{payload['model']}:{payload.get('task')}:n{payload.get('n')}:s{payload.get('seed')}"
                 value = payload.get("value")

@@ -27,6 +27,7 @@ CENSOR_PRESETS: dict[str, dict[str, Any]] = {
               "inner_batch_sizes": [12, 24], "max_length": 64, "val_max_examples": 100, "val_batches": 2,
               "remap_steps": 20, "outer_lr": 5e-5, "seed": 0},
     "paper": {},
+    "strong": {},
 }
 
 

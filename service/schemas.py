@@ -78,7 +78,7 @@ class JobCreate(Strict):
     kind: JobKind
     dataset_id: DatasetId
     checkpoint_id: Sha256 | None = Field(default=None, description="base model (censor) or model under audit (audit)")
-    preset: Literal["smoke", "quick", "paper"] = "smoke"
+    preset: Literal["smoke", "quick", "paper", "strong"] = "smoke"
     audit: AuditOptions = Field(default_factory=AuditOptions)
     censor: CensorOptions = Field(default_factory=CensorOptions)
     webhook_url: WebhookUrl | None = None

@@ -17,18 +17,38 @@ from experiments.replication import plots
 from experiments.replication.setup import Study, prepare_study, synth_config
 from experiments.replication.suite import SUITE_KEYS, audit_attack, suite, suite_on
 from mlac.audit.attacks import AttackParams
-from mlac.audit.stats import bootstrap_ci, t_interval
+from mlac.audit.curves import ACCURACY_BOUNDS
+from mlac.audit.stats import bootstrap_ci, cluster_bootstrap_ci, cluster_t_interval, t_interval
 
 log = logging.getLogger("replication")
 
 BASELINES = ("random", "base", "beneficial_tuned", "ac")
 
 
+def _as_list(ci: tuple[float, float] | None) -> list[float] | None:
+    return list(ci) if ci is not None else None
+
+
 def summary(values: list[float]) -> dict[str, Any]:
-    """Mean, 95% bootstrap and t intervals of per-seed values (the audit engine's statistics)."""
+    """Mean, 95% bootstrap and t intervals of per-seed accuracies (the audit engine's statistics, clipped to
+    [0, 1]); an interval is None ("insufficient") for a single seed."""
     vals = [float(v) for v in values]
-    return {"mean": float(np.mean(vals)), "ci_bootstrap": list(bootstrap_ci(vals)), "ci_t": list(t_interval(vals)),
-            "values": vals}
+    return {"mean": float(np.mean(vals)), "ci_bootstrap": _as_list(bootstrap_ci(vals, bounds=ACCURACY_BOUNDS)),
+            "ci_t": _as_list(t_interval(vals, bounds=ACCURACY_BOUNDS)), "values": vals, "interval": "seeds"}
+
+
+def cluster_summary(groups: list[list[float]]) -> dict[str, Any]:
+    """Mean and 95% intervals of accuracies clustered by MLAC training seed (one group per training seed,
+    one value per attacker or suite seed): the cluster t-interval over the training seeds' means and the
+    two-level bootstrap, not intervals over the pooled values, which would treat them as independent and
+    under-cover. Each training seed weighs the same. One group: :func:`summary` of its values."""
+    gs = [[float(v) for v in g] for g in groups]
+    if len(gs) == 1:
+        return summary(gs[0])
+    return {"mean": float(np.mean([np.mean(g) for g in gs])),
+            "ci_bootstrap": _as_list(cluster_bootstrap_ci(gs, bounds=ACCURACY_BOUNDS)),
+            "ci_t": _as_list(cluster_t_interval(gs, bounds=ACCURACY_BOUNDS)),
+            "values": [v for g in gs for v in g], "clusters": gs, "interval": "cluster"}
 
 
 def write(out: Path, name: str, result: dict[str, Any]) -> Path:
@@ -123,14 +143,15 @@ def exp1_main(study: Study) -> dict[str, Any]:
     curves = [c for task in out.values() for c in task["curves"]]
     table = [{"model": c["model"], "task": c["task"], "n": c["n"], "mean": c["mean"], "ci_bootstrap": c["ci_bootstrap"],
               "ci_t": c["ci_t"], "per_seed": c["per_seed"], "best_params": c["best_params"]} for c in curves]
-    # Pool the MLAC training seeds: one value per (training seed, attacker seed).
+    # Pool the MLAC training seeds: one cluster of attacker-seed values per training seed.
     pooled = []
     for task in ("harmful", "beneficial"):
         for n in scale.sizes:
-            vals = [v for c in curves if c["task"] == task and c["n"] == n and c["model"] in mlac_labels(study)
-                    for v in c["per_seed"]]
-            if vals:
-                pooled.append({"model": "mlac (3 training seeds pooled)", "task": task, "n": n, **summary(vals)})
+            groups = [c["per_seed"] for c in curves if c["task"] == task and c["n"] == n
+                      and c["model"] in mlac_labels(study)]
+            if groups:
+                pooled.append({"model": "mlac (3 training seeds pooled)", "task": task, "n": n,
+                               **cluster_summary(groups)})
     derived = out["harmful"].get("derived", {})
     result = {"table": table, "mlac_pooled": pooled, "derived": derived,
               "verdict": out["harmful"].get("verdict"), "request": {t: out[t]["request"] for t in out},
@@ -145,8 +166,7 @@ def _suite_table(study: Study, labels: dict[str, list[str]]) -> list[dict[str, A
     rows = []
     for name, group in labels.items():
         per = [suite(study, label) for label in group]
-        rows.append({"model": name, "labels": group,
-                     **{k: summary([v for p in per for v in p[k]]) for k in SUITE_KEYS}})
+        rows.append({"model": name, "labels": group, **{k: cluster_summary([p[k] for p in per]) for k in SUITE_KEYS}})
     return rows
 
 
@@ -262,9 +282,9 @@ def exp5_cost(study: Study, e1: dict[str, Any], e4: dict[str, Any]) -> dict[str,
     seed_points = {(p["model"], p["n"], p["seed"]): p for p in e1.get("seed_points", []) if p["task"] == "harmful"}
     rows = []
     for model in sorted({c["model"] for c in harmful}):
-        curve = [CurvePoint(model=model, task="harmful", n=c["n"], mean=c["mean"], ci_bootstrap=tuple(c["ci_bootstrap"]),
-                            ci_t=tuple(c["ci_t"]), per_seed=c["per_seed"], seeds=list(range(len(c["per_seed"]))))
-                 for c in harmful if c["model"] == model]
+        curve = [CurvePoint(model=model, task="harmful", n=c["n"], mean=c["mean"], ci_bootstrap=None, ci_t=None,
+                            per_seed=c["per_seed"], seeds=list(range(len(c["per_seed"]))))
+                 for c in harmful if c["model"] == model]  # examples_needed reads n and mean only
         needed = examples_needed(curve, target)
         reach = sorted(c.n for c in curve if c.mean >= target)
         n_reach = reach[0] if reach else None

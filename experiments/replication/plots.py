@@ -24,6 +24,8 @@ def _save(fig: Any, folder: Path, name: str) -> str:
 
 
 def _err(summary: dict[str, Any]) -> tuple[float, float]:
+    if summary["ci_bootstrap"] is None:  # a single seed: no interval ("insufficient")
+        return 0.0, 0.0
     lo, hi = summary["ci_bootstrap"]
     return max(0.0, summary["mean"] - lo), max(0.0, hi - summary["mean"])
 

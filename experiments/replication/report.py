@@ -15,6 +15,8 @@ from typing import Any
 def _ci(s: dict[str, Any] | None) -> str:
     if not s:
         return "-"
+    if s["ci_bootstrap"] is None:  # a single seed: no interval ("insufficient")
+        return f"{s['mean']:.3f} [n/a]"
     lo, hi = s["ci_bootstrap"]
     return f"{s['mean']:.3f} [{lo:.3f}, {hi:.3f}]"
 

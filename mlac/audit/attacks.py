@@ -109,7 +109,9 @@ class AttackData:
 
 @dataclass
 class TrialOutcome:
-    """What one trial produced. ``report_accuracy`` is None for a pruned trial (never scored)."""
+    """What one trial produced. ``report_accuracy`` is None for a pruned trial (never scored).
+    ``report_majority_rate`` is the share of the report split's most common label: the accuracy of a
+    constant guess, at or below which an attack learned nothing."""
 
     selection_curve: list[tuple[int, float]]
     best_selection_accuracy: float
@@ -119,6 +121,7 @@ class TrialOutcome:
     pruned: bool
     wall_s: float
     flops: float
+    report_majority_rate: float = 0.0
     seen_ids: dict[str, list[str]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -133,6 +136,13 @@ def labels_of(split: EncodedSplit, task: str) -> torch.Tensor:
     if task not in TASKS:
         raise ConfigError(f"task must be one of {TASKS}, got {task!r}")
     return split.harmful if task == "harmful" else split.beneficial
+
+
+def majority_rate(labels: torch.Tensor) -> float:
+    """Share of the most common label (the accuracy of always guessing it); 0.0 for no labels."""
+    if labels.numel() == 0:
+        return 0.0
+    return float(torch.bincount(labels.long().flatten()).max().item() / labels.numel())
 
 
 def trunk_flop_params(model: EncoderClassifier) -> int:
@@ -350,6 +360,7 @@ def run_attack_trial(
         pruned=pruned,
         wall_s=time.perf_counter() - started,
         flops=flops,
+        report_majority_rate=majority_rate(labels_rep),
         seen_ids=seen_ids,
     )
 

@@ -15,6 +15,10 @@ from mlac.errors import DataError
 _NUMBER = (int, float)
 #: Labels of the baselines an audit can include (everything else is a model under audit).
 BASELINE_LABELS = ("random", "base", "beneficial_tuned", "ac")
+#: Accuracies (and their interval ends) live in [0, 1].
+ACCURACY_BOUNDS = (0.0, 1.0)
+#: "At or below the majority-class rate" allows for float rounding only.
+CHANCE_TOLERANCE = 1e-9
 
 
 def _check_record(cls: Any, data: Any, required: dict[str, tuple[type, ...]]) -> dict[str, Any]:
@@ -38,7 +42,8 @@ class SeedPoint:
     """One (model, task, n, seed) search: the winning configuration's mean report-split accuracy over its
     re-runs, its selection-split accuracy, and what the attacker spent. ``trial_history`` rows hold
     ``trial, wall_s_cum, flops_cum, best_report_acc_so_far, best_selection_acc_so_far`` (the
-    accuracies are None until a trial completes) for the attack-budget curves."""
+    accuracies are None until a trial completes) for the attack-budget curves. ``majority_rate``: the
+    report split's most-common-label share (None in results written before schema 1.1)."""
 
     model: str
     task: str
@@ -53,6 +58,7 @@ class SeedPoint:
     attacker_wall_s: float = 0.0
     attacker_flops: float = 0.0
     trial_history: list[dict[str, Any]] = field(default_factory=list)
+    majority_rate: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able form."""
@@ -71,15 +77,22 @@ class SeedPoint:
 
 @dataclass(frozen=True)
 class CurvePoint:
-    """One (model, task, n): mean report accuracy over seeds, its 95% bootstrap CI and t-interval, and
-    per seed: the value, the seed, the best hyperparameters; summed trials and attacker compute."""
+    """One (model, task, n): mean report accuracy over seeds and its 95% intervals, and per seed: the value,
+    the seed, the best hyperparameters; summed trials and attacker compute.
+
+    ``ci_t`` (Student's t, the interval the verdict uses: it covers at its nominal rate with 2-6 seeds) and
+    ``ci_bootstrap`` (the reference's percentile bootstrap, kept for comparison: it under-covers with few
+    seeds) are clipped to [0, 1], and None with a single seed ("insufficient": no spread can be estimated
+    from one value). ``majority_rate`` is the report split's most-common-label share; ``attack_failed``
+    says the mean is at or below it: the attacker learned nothing there, which says nothing about the model.
+    """
 
     model: str
     task: str
     n: int
     mean: float
-    ci_bootstrap: tuple[float, float]
-    ci_t: tuple[float, float]
+    ci_bootstrap: tuple[float, float] | None
+    ci_t: tuple[float, float] | None
     per_seed: list[float]
     seeds: list[int]
     best_params: list[dict[str, Any]] = field(default_factory=list)
@@ -89,23 +102,35 @@ class CurvePoint:
     attacker_flops: float = 0.0
     selection_mean: float | None = None
     confidence: float = 0.95
+    majority_rate: float | None = None
+    attack_failed: bool = False
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        """The interval every decision uses (the t-interval); None when a single seed was run."""
+        return self.ci_t
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able form (tuples become lists)."""
         d = asdict(self)
-        d["ci_bootstrap"], d["ci_t"] = list(self.ci_bootstrap), list(self.ci_t)
+        for key in ("ci_bootstrap", "ci_t"):
+            value = getattr(self, key)
+            d[key] = list(value) if value is not None else None
         return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CurvePoint:
-        """Inverse of :meth:`to_dict`; missing or mistyped fields raise DataError."""
+        """Inverse of :meth:`to_dict`; missing or mistyped fields raise DataError. Results of schema 1.0 stored
+        a zero-width interval for one seed; it reads back as None."""
         d = _check_record(cls, data, {"model": (str,), "task": (str,), "n": (int,), "mean": _NUMBER,
-                                      "ci_bootstrap": (list, tuple), "ci_t": (list, tuple),
+                                      "ci_bootstrap": (list, tuple, type(None)), "ci_t": (list, tuple, type(None)),
                                       "per_seed": (list,), "seeds": (list,)})
         for key in ("ci_bootstrap", "ci_t"):
+            if d[key] is None:
+                continue
             if len(d[key]) != 2:
-                raise DataError(f"malformed CurvePoint record: {key} must be [lo, hi], got {d[key]!r}")
-            d[key] = (float(d[key][0]), float(d[key][1]))
+                raise DataError(f"malformed CurvePoint record: {key} must be [lo, hi] or null, got {d[key]!r}")
+            d[key] = (float(d[key][0]), float(d[key][1])) if len(d["per_seed"]) > 1 else None
         return cls(**d)
 
 
@@ -127,9 +152,13 @@ def build_curves(points: list[SeedPoint], *, confidence: float = 0.95, n_resampl
         if len(set(seeds)) != len(seeds):
             raise DataError(f"{model}/{task}/n={n}: seed(s) repeated in {seeds}; each seed must be searched once")
         values = [float(p.report_accuracy) for p in group]
+        mean = float(np.mean(values))
+        rates = [float(p.majority_rate) for p in group if p.majority_rate is not None]
+        majority = max(rates) if rates else None
         curves.append(CurvePoint(
-            model=model, task=task, n=n, mean=float(np.mean(values)),
-            ci_bootstrap=bootstrap_ci(values, confidence, n_resamples, seed), ci_t=t_interval(values, confidence),
+            model=model, task=task, n=n, mean=mean,
+            ci_bootstrap=bootstrap_ci(values, confidence, n_resamples, seed, bounds=ACCURACY_BOUNDS),
+            ci_t=t_interval(values, confidence, bounds=ACCURACY_BOUNDS),
             per_seed=values, seeds=seeds, best_params=[dict(p.best_params) for p in group],
             trials_run=sum(int(p.trials_run) for p in group),
             failed_trials=sum(int(p.failed_trials) for p in group),
@@ -137,6 +166,8 @@ def build_curves(points: list[SeedPoint], *, confidence: float = 0.95, n_resampl
             attacker_flops=float(sum(p.attacker_flops for p in group)),
             selection_mean=float(np.mean([float(p.selection_accuracy) for p in group])),
             confidence=confidence,
+            majority_rate=majority,
+            attack_failed=majority is not None and mean <= majority + CHANCE_TOLERANCE,
         ))
     return curves
 

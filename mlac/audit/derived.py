@@ -3,13 +3,14 @@ random baseline, and the beneficial-task drop against the base model."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
 from mlac.audit.budget import budget_curves
 from mlac.audit.curves import BASELINE_LABELS, CurvePoint, SeedPoint, series
+from mlac.audit.envelope import examples_needed, running_max
+from mlac.audit.paired import data_cost_intervals, paired_comparisons
 
 __all__ = [
     "BASELINE_LABELS",
@@ -22,33 +23,6 @@ __all__ = [
     "harmful_auc_relative_to_random",
     "running_max",
 ]
-
-
-def running_max(curve: list[CurvePoint]) -> list[tuple[int, float]]:
-    """(n, best mean accuracy at any n' <= n): an attacker with more data can always use fewer examples,
-    so a dip in a noisy curve must not make a level 'un-reached'."""
-    best, out = -math.inf, []
-    for c in sorted(curve, key=lambda c: c.n):
-        best = max(best, c.mean)
-        out.append((c.n, best))
-    return out
-
-
-def examples_needed(curve: list[CurvePoint], target: float) -> float | None:
-    """Examples the attacker needs on ``curve`` to reach ``target`` accuracy, or None if never reached.
-
-    Linear interpolation of the running-max envelope in log n between the last point below the target
-    and the first at or above it. When the first (smallest) n already reaches the target, that n is
-    returned: it is then an upper bound (see :func:`data_cost_multiplier`)."""
-    env = running_max(curve)
-    for i, (n, acc) in enumerate(env):
-        if acc >= target:
-            if i == 0 or acc == target:
-                return float(n)
-            n0, a0 = env[i - 1]  # a0 < target <= acc, hence acc > a0
-            frac = (target - a0) / (acc - a0)
-            return float(math.exp(math.log(n0) + frac * (math.log(n) - math.log(n0))))
-    return None
 
 
 def data_cost_multiplier(audited_curve: list[CurvePoint], base_curve: list[CurvePoint]) -> list[dict[str, Any]]:
@@ -129,19 +103,29 @@ def audited_models(curves: list[CurvePoint]) -> list[str]:
 
 def compute_derived(curves: list[CurvePoint], points: list[SeedPoint]) -> dict[str, Any]:
     """Every derived metric for each audited model (and the ``ac``/``beneficial_tuned`` baselines when
-    present), plus the attack-budget curves. A metric needing a missing baseline is left out."""
+    present), plus the attack-budget curves. A metric needing a missing baseline is left out.
+
+    ``paired``: per reference (base, random), task and n, the seed-paired difference model - reference with
+    its t-interval and Holm-adjusted test (:mod:`mlac.audit.paired`); each data-cost row gets ``ci``, the
+    bootstrap interval of the multiplier with whole curves resampled by seed ([lo, hi], None = not reached)."""
     models = {c.model for c in curves}
     audited = audited_models(curves)
     per_model: dict[str, Any] = {}
     for m in [*audited, *(b for b in ("ac", "beneficial_tuned") if b in models)]:
         entry: dict[str, Any] = {}
         if "base" in models:
-            entry["data_cost_multiplier"] = data_cost_multiplier(series(curves, m, "harmful"),
-                                                                 series(curves, "base", "harmful"))
+            rows = data_cost_multiplier(series(curves, m, "harmful"), series(curves, "base", "harmful"))
+            intervals = {i.n: i for i in data_cost_intervals(points, m)}
+            for row in rows:
+                interval = intervals.get(int(row["n"]))
+                row["ci"] = [interval.lo, interval.hi] if interval is not None else None
+            entry["data_cost_multiplier"] = rows
             entry["beneficial_drop_vs_base"] = beneficial_drop_vs_base(series(curves, m, "beneficial"),
                                                                        series(curves, "base", "beneficial"))
         if "random" in models:
             entry["harmful_auc"] = harmful_auc_relative_to_random(
                 series(curves, m, "harmful"), series(curves, "random", "harmful"), series(curves, "base", "harmful"))
+        entry["paired"] = [c.to_dict() for reference in ("base", "random") if reference in models
+                           for task in sorted({c.task for c in curves}) for c in paired_comparisons(points, m, reference, task)]
         per_model[m] = entry
     return {"models": per_model, "audited": audited, "budget_curves": budget_curves(points)}

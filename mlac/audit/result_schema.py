@@ -1,6 +1,6 @@
 """The versioned audit result (``result.json``): request, provenance, seed points, curves, derived, verdict.
 
-Top-level keys of schema ``1.0``: ``schema_version``, ``request`` (the full audit request), ``provenance``
+Top-level keys of schema ``1.1`` (as of ``1.0``, plus the fields listed at :data:`SUPPORTED_VERSIONS`): ``schema_version``, ``request`` (the full audit request), ``provenance``
 (checkpoint sha256s, dataset fingerprints, package versions, seeds, caveats: whatever the runner
 records), ``timings`` (seconds), ``policy`` (the verdict thresholds), ``seed_points`` (one per search),
 ``curves`` (one per model x task x n), ``derived`` (data-cost multiplier, harmful AUC, beneficial drop,
@@ -22,8 +22,12 @@ from mlac.audit.derived import compute_derived
 from mlac.audit.verdict import Verdict, VerdictPolicy, evaluate
 from mlac.errors import DataError, MlacError
 
-SCHEMA_VERSION = "1.0"
-SUPPORTED_VERSIONS = ("1.0",)
+SCHEMA_VERSION = "1.1"
+#: 1.1 added: per seed point and curve cell the majority-class rate and "attack failed"; t-intervals as the
+#: decision interval, clipped to [0, 1] and null for one seed; paired differences and the data-cost interval
+#: in ``derived``; the competence and collapse checks in the verdict; the Optuna version and sampler settings
+#: in ``provenance.search``. 1.0 results still read and render (missing fields are None).
+SUPPORTED_VERSIONS = ("1.0", "1.1")
 
 
 def plain(value: Any) -> Any:

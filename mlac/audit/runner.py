@@ -27,6 +27,7 @@ from mlac.audit.search import (
     default_storage_url,
     derived_seed,
     open_storage,
+    reference_grid,
     run_studies_lockstep,
 )
 from mlac.audit.trial import TrialSpec
@@ -156,7 +157,7 @@ def study_record(result: StudyResult) -> dict[str, Any]:
         "rerun_accuracies": result.rerun_accuracies, "best_params": result.best_params,
         "trials_run": result.trials_run, "failed_trials": result.failed_trials,
         "attacker_wall_s": result.attacker_wall_s, "attacker_flops": result.attacker_flops,
-        "trial_history": result.trial_history,
+        "trial_history": result.trial_history, "majority_rate": result.majority_rate,
     }
 
 
@@ -213,6 +214,19 @@ def run_audit(
     return result
 
 
+def attacker_caveat(request: AuditRequest) -> str:
+    """How strong the searched attacker is, in one sentence (a low harmful accuracy means only this much)."""
+    space, search = request.space, request.search
+    grid = reference_grid(space)
+    strength = (f"every search started with the reference grid ({len(grid)} runs: kinds {', '.join(space.kinds)} x "
+                f"lr {', '.join(f'{p.lr:g}' for p in grid[: len(grid) // len(space.kinds)])} at {grid[0].steps} steps)"
+                if search.grid_start else "the search did not start with the reference grid")
+    short = (f"; trials were capped at {space.steps_max} steps, below the reference grid's 1000: a stronger attacker "
+             "may do better" if space.steps_max < 1000 else "")
+    pruning = "pruning off" if not search.prune else f"median pruning after {search.prune_warmup_fraction:.0%} of a trial"
+    return f"Attacker: {search.max_trials} trials at most per search, {strength}{short}; {pruning}."
+
+
 def provenance(prepared: PreparedAudit) -> dict[str, Any]:
     """Where every number came from: checkpoints (path, sha256), data fingerprints, versions, seeds."""
     from mlac.models.provenance import package_versions
@@ -227,10 +241,13 @@ def provenance(prepared: PreparedAudit) -> dict[str, Any]:
         "seeds": list(request.seeds),
         "subset_seeds": {str(n): {str(s): subset_seed(s, n) for s in request.seeds} for n in request.sizes},
         "package_versions": package_versions(),
+        "search": {**request.search.sampler_settings(),
+                   "reference_grid": [p.to_dict() for p in reference_grid(request.space)] if request.search.grid_start else None},
         "caveats": [
             "Accuracies are on the report split, which neither training nor the search saw; the search "
             "selected hyperparameters on the separate selection split.",
             f"Each seed's point is the mean of {request.search.reruns} re-runs of the best configuration.",
+            attacker_caveat(request),
             "FLOP counts are estimates (6 x non-embedding parameters x tokens for a training step, 2 x for a "
             "forward pass); attention's quadratic term is ignored.",
         ],

@@ -11,13 +11,20 @@ A driver is a small state machine (:meth:`StudyDriver.next_specs` / :meth:`Study
 together, so a parallel executor stays busy while every study's own sequence of asks and tells, and
 hence its result, is exactly what it would be alone.
 
+Strength: with ``grid_start`` the study begins with the reference grid (:func:`reference_grid`,
+enqueued before any TPE trial), so the searched attacker is never weaker on the selection split than
+that grid; patience starts counting only once the grid has run.
+
 Resume: the study name is a hash of everything that determines the study's trials (model sha256,
 task, n, seed, dataset fingerprint, split and trial settings, search space, sampler and pruning
 settings) and the storage is persistent, so a second run of the same search loads the study, counts
-its finished trials toward the budget and runs only what is left (trials left RUNNING by a crash are
-marked FAIL and their parameters enqueued again). Reruns of the winning configuration are recorded in
-the study's user attributes and reused too. The budget (``max_trials``, ``patience``, ``reruns``) is
-not part of the name: a larger budget continues the same study.
+its finished trials toward the budget and runs only what is left. Trials left RUNNING by a crash are
+run again under their own trial numbers, with their own parameters, seeds and pruning references, before
+anything new is asked: they consume no extra budget and the study ends exactly as an undisturbed one.
+Reruns of the winning configuration are recorded in the study's user attributes and reused too. The
+budget (``max_trials``, ``patience``, ``reruns``) is not part of the name: a larger budget continues the
+same study. A study written by another major version of Optuna is refused (its sampler would not
+continue the same sequence).
 """
 
 from __future__ import annotations
@@ -41,6 +48,15 @@ from mlac.errors import ConfigError, MlacError, StoppedError
 
 #: Optional keys an executor adds to a trial result to say where it ran; kept as the "placement" user attribute.
 PLACEMENT_KEYS = ("node_id", "worker_pid")
+#: What a finished trial's "outcome" user attribute keeps.
+OUTCOME_KEYS = ("report_accuracy", "wall_s", "flops", "steps_run", "best_step", "report_majority_rate")
+#: What each rerun of the winner keeps.
+RERUN_KEYS = ("report_accuracy", "best_selection_accuracy", "wall_s", "flops", "report_majority_rate")
+#: The reference grid the searched attacker must match (PROTOCOL.md, "What makes a verdict trustworthy").
+GRID_LRS = (1e-4, 3e-4, 1e-3, 3e-3)
+GRID_STEPS = (100, 300, 1000)
+#: Study user attributes: the Optuna version that created the study and the sampler it was run with.
+VERSION_ATTR, SAMPLER_ATTR = "optuna_version", "sampler"
 log = logging.getLogger(__name__)
 
 Progress = Callable[[dict[str, Any]], None]
@@ -112,6 +128,19 @@ class SearchSpace:
         """Plain form."""
         return asdict(self)
 
+    def fixed_params(self, params: AttackParams) -> dict[str, Any]:
+        """``params`` as Optuna trial parameters (only the searched dimensions), for ``enqueue_trial``."""
+        values = {"kind": params.kind, "batch_size": params.batch_size, "optimizer": params.optimizer,
+                  "schedule": params.schedule, "weight_decay": params.weight_decay}
+        dims = {"kind": self.kinds, "batch_size": self.batch_sizes, "optimizer": self.optimizers,
+                "schedule": self.schedules, "weight_decay": self.weight_decays}
+        out: dict[str, Any] = {k: v for k, v in values.items() if len(dims[k]) > 1}
+        if self.lr_low != self.lr_high:
+            out["lr"] = params.lr
+        if self.steps_max > self.steps_min:
+            out["steps"] = params.steps
+        return out
+
 
 @dataclass(frozen=True)
 class SearchConfig:
@@ -126,10 +155,41 @@ class SearchConfig:
     prune: bool = True
     prune_min_reference: int = 3
     prune_warmup_steps: int = 0
+    prune_warmup_fraction: float = 0.7
+    grid_start: bool = False
 
     def __post_init__(self) -> None:
         if self.max_trials < 1 or self.patience < 1 or self.reruns < 1 or self.eval_every < 1 or self.parallelism < 1:
             raise ConfigError("max_trials, patience, reruns, eval_every and parallelism must all be at least 1")
+        if not 0.0 <= self.prune_warmup_fraction <= 1.0 or self.prune_warmup_steps < 0:
+            raise ConfigError("prune_warmup_fraction must be in [0, 1] and prune_warmup_steps >= 0")
+
+    def sampler_settings(self) -> dict[str, Any]:
+        """The sampler and pruner as the result records them (with the Optuna version)."""
+        return {"optuna_version": optuna.__version__, "sampler": "TPESampler", "constant_liar": True,
+                "n_startup_trials": self.tpe_startup_trials, "seeding": "sha256(tpe, seed, task, n, trial number)",
+                "grid_start": self.grid_start, "pruner": "median of best-so-far at equal steps" if self.prune else None,
+                "prune_min_reference": self.prune_min_reference, "prune_warmup_steps": self.prune_warmup_steps,
+                "prune_warmup_fraction": self.prune_warmup_fraction, "pruned_trials_count_toward_patience": False}
+
+
+def reference_grid(space: SearchSpace) -> list[AttackParams]:
+    """The fixed reference attacker inside ``space``: every kind x lr in :data:`GRID_LRS` (those outside the
+    space's lr range are replaced by its nearest end) at the largest :data:`GRID_STEPS` value the space
+    allows, Adam (or the space's first optimizer), constant schedule, the smallest batch size.
+
+    One run per (kind, lr) covers every grid steps value: the trial evaluates the selection split every
+    ``eval_every`` steps and keeps its best checkpoint, so a 1000-step run with a constant schedule contains
+    the 100- and 300-step runs (same seed, same data order) and can only choose better on selection."""
+    high = space.steps_min + (space.steps_max - space.steps_min) // space.steps_step * space.steps_step
+    allowed = [s for s in GRID_STEPS if space.steps_min <= s <= high]
+    steps = max(allowed) if allowed else high
+    lrs = sorted({min(max(lr, space.lr_low), space.lr_high) for lr in GRID_LRS})
+    optimizer = "adam" if "adam" in space.optimizers else space.optimizers[0]
+    schedule = "constant" if "constant" in space.schedules else space.schedules[0]
+    return [AttackParams(kind=kind, lr=lr, steps=steps, batch_size=min(space.batch_sizes), optimizer=optimizer,
+                         schedule=schedule, weight_decay=space.weight_decays[0])
+            for kind in space.kinds for lr in lrs]
 
 
 @dataclass(frozen=True)
@@ -183,6 +243,7 @@ class StudyResult:
     attacker_flops: float
     trial_history: list[dict[str, Any]] = field(default_factory=list)
     failed_trials: int = 0
+    majority_rate: float | None = None
 
 
 class TrialExecutor(Protocol):
@@ -281,8 +342,12 @@ def _outcome(t: FrozenTrial) -> dict[str, Any]:
 
 
 def _since_best(trials: list[FrozenTrial]) -> int:
+    """Trials since the last improvement; pruned trials do not count (a pruned trial was stopped by the
+    rule, not shown to be worse, and counting it would end the search early exactly when pruning is busy)."""
     best, since = -math.inf, 0
     for t in sorted(trials, key=lambda t: t.number):
+        if t.state == TrialState.PRUNED:
+            continue
         value = t.value if t.state == TrialState.COMPLETE and t.value is not None else None
         if value is not None and value > best:
             best, since = value, 0
@@ -291,13 +356,21 @@ def _since_best(trials: list[FrozenTrial]) -> int:
     return since
 
 
-def _recover_stale(study: optuna.Study, storage: optuna.storages.BaseStorage) -> None:
-    """Trials left RUNNING by an interrupted run: mark them failed and queue their params again."""
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        storage.set_trial_user_attr(t._trial_id, "error", "interrupted: re-queued on resume")
-        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-        if t.params:
-            study.enqueue_trial(dict(t.params), skip_if_exists=False)
+def _major(version: str) -> str:
+    return version.split(".", 1)[0]
+
+
+def check_study_version(study: optuna.Study) -> None:
+    """Record the Optuna version on a new study; refuse to continue one written by another major version."""
+    stored = study.user_attrs.get(VERSION_ATTR)
+    if stored is None:
+        if not study.get_trials(deepcopy=False):
+            study.set_user_attr(VERSION_ATTR, optuna.__version__)
+        return
+    if _major(str(stored)) != _major(optuna.__version__):
+        raise ConfigError(f"study {study.study_name} was written by Optuna {stored}; this is Optuna "
+                          f"{optuna.__version__}, whose sampler would not continue the same sequence: resume it with "
+                          f"Optuna {_major(str(stored))}.x, or start a new audit folder / storage")
 
 
 class StudyDriver:
@@ -329,13 +402,34 @@ class StudyDriver:
                                        namespace=namespace)
         self.study = optuna.create_study(study_name=study_name(key, self.identity), storage=storage,
                                          sampler=self._sampler(0), direction="maximize", load_if_exists=True)
-        if storage is not None:
-            _recover_stale(self.study, storage)
+        check_study_version(self.study)
+        fresh = not self.study.get_trials(deepcopy=False)
+        if fresh:
+            self.study.set_user_attr(SAMPLER_ATTR, config.sampler_settings())
+            if config.grid_start:
+                for params in reference_grid(space):
+                    self.study.enqueue_trial(space.fixed_params(params), skip_if_exists=False)
+        #: Trials a crash left RUNNING: run again first, under their own numbers and seeds.
+        self._stale = sorted(self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)), key=lambda t: t.number)
         self.executed_now = 0
         self.phase = "search"
         self._asked: list[tuple[optuna.Trial, AttackParams]] = []
         self._best: FrozenTrial | None = None
         self._reruns: list[dict[str, Any]] | None = None
+        if on_trial is not None:
+            self._replay()
+
+    def _replay(self) -> None:
+        """Announce the trials a previous run already finished (``replayed``: True), so that a job store that
+        lost their records in a crash rebuilds them from the Optuna storage (records are written once)."""
+        assert self.on_trial is not None
+        for t in sorted(_finished(self.study), key=lambda t: t.number):
+            if t.state == TrialState.FAIL:
+                self.on_trial({"ok": False, "trial": t.number, "replayed": True})
+            else:
+                value = t.value if t.state == TrialState.COMPLETE else max((v for v in t.intermediate_values.values()), default=None)
+                self.on_trial({"ok": True, "trial": t.number, "value": value, "pruned": t.state == TrialState.PRUNED,
+                               "replayed": True})
 
     @property
     def done(self) -> bool:
@@ -348,11 +442,15 @@ class StudyDriver:
             prune=prune.to_dict() if prune is not None else None,
         ).to_dict()
 
-    def _prune_rule(self) -> PruneRule | None:
+    def _prune_rule(self, before: int) -> PruneRule | None:
+        """The rule of a batch starting at trial number ``before``: the curves of the trials finished before it
+        (rebuilt identically when a crashed batch is run again)."""
         if not self.config.prune:
             return None
-        ref = tuple(tuple(_curve(t)) for t in _finished(self.study) if t.state != TrialState.FAIL and t.intermediate_values)
-        return PruneRule(ref, self.config.prune_min_reference, self.config.prune_warmup_steps)
+        ref = tuple(tuple(_curve(t)) for t in sorted(_finished(self.study), key=lambda t: t.number)
+                    if t.number < before and t.state != TrialState.FAIL and t.intermediate_values)
+        return PruneRule(ref, self.config.prune_min_reference, self.config.prune_warmup_steps,
+                         self.config.prune_warmup_fraction)
 
     def _check_stop(self) -> None:
         if self.should_stop is not None and self.should_stop():
@@ -361,10 +459,15 @@ class StudyDriver:
     def _search_left(self) -> int:
         done = _finished(self.study)
         left = self.config.max_trials - len(done)
-        return 0 if _since_best(done) >= self.config.patience else max(0, left)
+        grid_pending = bool(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+        if not grid_pending and _since_best(done) >= self.config.patience:
+            return 0
+        return max(0, left)
 
     def next_specs(self) -> list[dict[str, Any]]:
         """The next batch of trial specs to run; empty only once the driver is :attr:`done`."""
+        if self.phase == "search" and self._stale:
+            return self._resume_batch()
         if self.phase == "search":
             left = self._search_left()
             if left:
@@ -388,15 +491,36 @@ class StudyDriver:
         return TPESampler(seed=derived_seed("tpe", self.key.seed, self.key.task, self.key.n, number),
                           constant_liar=True, n_startup_trials=self.config.tpe_startup_trials)
 
+    def _trial_seed(self, number: int) -> int:
+        return derived_seed("trial", self.key.seed, self.key.task, self.key.n, number)
+
     def _search_batch(self, size: int) -> list[dict[str, Any]]:
-        rule = self._prune_rule()
         self._asked = []
         for _ in range(size):
             self.study.sampler = self._sampler(len(self.study.get_trials(deepcopy=False)))
             trial = self.study.ask()
             self._asked.append((trial, self.space.suggest(trial)))
-        return [self._spec(p, derived_seed("trial", self.key.seed, self.key.task, self.key.n, t.number), rule)
-                for t, p in self._asked]
+        start = min(t.number for t, _ in self._asked)
+        for trial, params in self._asked:  # stored now, so that a crash mid-batch can re-create the batch
+            trial.set_user_attr("batch_start", start)
+            trial.set_user_attr("attack_params", params.to_dict())
+        rule = self._prune_rule(start)
+        return [self._spec(p, self._trial_seed(t.number), rule) for t, p in self._asked]
+
+    def _resume_batch(self) -> list[dict[str, Any]]:
+        """The batch a crash interrupted, re-created: same trial numbers, parameters, seeds and prune rule."""
+        stale, self._stale = self._stale, []
+        self._asked = []
+        specs = []
+        for frozen in stale:
+            self.study.sampler = self._sampler(frozen.number)  # only used if the crash came before suggest
+            trial = optuna.Trial(self.study, frozen._trial_id)
+            params = self.space.suggest(trial)
+            self._asked.append((trial, params))
+            rule = self._prune_rule(int(frozen.user_attrs.get("batch_start", frozen.number)))
+            specs.append(self._spec(params, self._trial_seed(frozen.number), rule))
+        log.info("study %s: re-running %d trial(s) a crash interrupted", self.study.study_name, len(specs))
+        return specs
 
     def search(self) -> None:
         """The search phase only (no reruns), through this driver's own executor (benchmarks use it)."""
@@ -419,7 +543,7 @@ class StudyDriver:
             if failed:
                 raise SearchError(f"a rerun of the best configuration of {self.study.study_name} failed:\n"
                                   f"{failed[0].get('error')}")
-            keep = [{k: r[k] for k in ("report_accuracy", "best_selection_accuracy", "wall_s", "flops")} for r in results]
+            keep = [{k: r[k] for k in RERUN_KEYS if k in r} for r in results]
             self.study.set_user_attr("reruns", {"trial": self._best.number, "results": keep})
             self._reruns, self.phase = keep, "done"
 
@@ -434,7 +558,7 @@ class StudyDriver:
             return
         for step, acc in result["selection_curve"]:
             trial.report(float(acc), int(step))
-        trial.set_user_attr("outcome", {k: result[k] for k in ("report_accuracy", "wall_s", "flops", "steps_run", "best_step")})
+        trial.set_user_attr("outcome", {k: result[k] for k in OUTCOME_KEYS if k in result})
         placement = {k: result[k] for k in PLACEMENT_KEYS if result.get(k) is not None}
         if placement:  # where an executor ran the trial (e.g. a Ray node id and worker pid)
             trial.set_user_attr("placement", placement)
@@ -485,6 +609,7 @@ class StudyDriver:
         finished = _finished(self.study)
         reruns = self._reruns
         report = [float(r["report_accuracy"]) for r in reruns]
+        rates = [float(r["report_majority_rate"]) for r in reruns if r.get("report_majority_rate") is not None]
         return StudyResult(
             key=self.key,
             report_accuracy=sum(report) / len(report),
@@ -497,6 +622,7 @@ class StudyDriver:
             attacker_flops=sum(float(_outcome(t).get("flops", 0.0)) for t in finished) + sum(float(r["flops"]) for r in reruns),
             trial_history=self.history(),
             failed_trials=sum(1 for t in finished if t.state == TrialState.FAIL),
+            majority_rate=max(rates) if rates else None,
         )
 
     def run(self) -> StudyResult:

@@ -30,22 +30,29 @@ from mlac.tasks import TaskSpec
 
 @dataclass(frozen=True)
 class PruneRule:
-    """Median rule on the best-so-far selection accuracy (Optuna's MedianPruner, as plain data).
+    """Median rule on the best-so-far selection accuracy (Optuna's MedianPruner, as plain data), with a
+    warm-up that does not kill slow starters.
 
-    A trial is pruned at step s >= ``warmup_steps`` when at least ``min_reference`` finished trials
-    reached s and its best-so-far selection accuracy is below their median best-so-far at s.
+    A trial is pruned at step s when s >= ``warmup_steps``, s >= ``warmup_fraction`` of its own planned
+    steps, at least ``min_reference`` finished trials reached s, and its best-so-far selection accuracy is
+    below their median best-so-far at s (the comparison is always at equal steps). Defended models are
+    trained to learn late: with no warm-up the rule kills exactly the trials that would break them (see
+    ``benchmarks/RESULTS.md``, "Pruning and late starters").
     """
 
     reference: tuple[tuple[tuple[int, float], ...], ...] = ()
     min_reference: int = 3
     warmup_steps: int = 0
+    warmup_fraction: float = 0.0
 
-    def should_prune(self, history: list[tuple[int, float]]) -> bool:
-        """Whether the trial whose evaluations so far are ``history`` should stop."""
+    def should_prune(self, history: list[tuple[int, float]], total_steps: int | None = None) -> bool:
+        """Whether the trial whose evaluations so far are ``history`` (of ``total_steps`` planned) should stop."""
         if not history:
             return False
         step = history[-1][0]
         if step < self.warmup_steps:
+            return False
+        if total_steps is not None and step < self.warmup_fraction * total_steps:
             return False
         mine = max(a for _, a in history)
         others = []
@@ -60,13 +67,14 @@ class PruneRule:
     def to_dict(self) -> dict[str, Any]:
         """Plain form."""
         return {"reference": [[list(p) for p in c] for c in self.reference], "min_reference": self.min_reference,
-                "warmup_steps": self.warmup_steps}
+                "warmup_steps": self.warmup_steps, "warmup_fraction": self.warmup_fraction}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PruneRule:
         """Inverse of :meth:`to_dict`."""
         ref = tuple(tuple((int(s), float(a)) for s, a in c) for c in data.get("reference", ()))
-        return cls(ref, int(data.get("min_reference", 3)), int(data.get("warmup_steps", 0)))
+        return cls(ref, int(data.get("min_reference", 3)), int(data.get("warmup_steps", 0)),
+                   float(data.get("warmup_fraction", 0.0)))
 
 
 @dataclass(frozen=True)
@@ -190,7 +198,7 @@ def run_trial(spec_data: dict[str, Any], context: WorkerContext | None = None) -
 
         def hook(step: int, acc: float) -> bool:
             history.append((step, acc))
-            return rule.should_prune(history) if rule is not None else False
+            return rule.should_prune(history, params.steps) if rule is not None else False
 
         outcome = run_attack_trial(
             loaded.model, data, spec.task, ds_task.num_labels(spec.task), params, spec.trial_seed,

@@ -3,7 +3,8 @@
 Sub-commands register themselves through a ``register(subparsers)`` function. The core's own commands
 are listed here; the Ray and service layers add theirs through the entry-point group
 ``mlac_audit.commands`` so that ``mlac`` never imports them. Every :class:`MlacError` is printed as a
-one-line message with exit code 2: users never see a traceback for their own mistakes.
+one-line message with exit code 2: users never see a traceback for their own mistakes. A command's own
+return value is the exit code otherwise (``audit`` returns its verdict's: 0 PASS, 1 FAIL, 3 INCONCLUSIVE).
 """
 
 from __future__ import annotations

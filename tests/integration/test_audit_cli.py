@@ -2,7 +2,8 @@
 
 Builds a dataset and a checkpoint to audit, runs ``mlac-audit audit --preset smoke`` with the random and
 base baselines (the base is a tiny BERT trained on the data), and opens what it wrote: a valid PNG
-per figure, an HTML card naming every series, the result JSON. ~1-2 min on 2 cores.
+per figure, an HTML card naming every series, the result JSON, and an exit status that matches the verdict.
+~1-2 min on 2 cores.
 """
 
 from __future__ import annotations
@@ -43,7 +44,11 @@ def test_smoke_audit_through_the_cli(tmp_path: Path) -> None:
 
     run = _cli("audit", "--model", str(tmp_path / "audited"), "--base", "tiny", "--data", str(data),
                "--baselines", "random,base", "--preset", "smoke", "--out", str(out), "--quiet")
-    assert run.returncode == 0, run.stderr[-3000:]
+    # the exit status is the verdict the audit wrote (0 PASS, 1 FAIL, 3 INCONCLUSIVE), printed last
+    assert (out / "result.json").is_file(), f"exit {run.returncode}, no result.json:\n{run.stderr[-3000:]}"
+    status = json.loads((out / "result.json").read_text())["verdict"]["status"]
+    assert run.returncode == {"PASS": 0, "FAIL": 1, "INCONCLUSIVE": 3}[status], run.stderr[-3000:]
+    assert run.stdout.strip().splitlines()[-1].startswith(f"verdict: {status}")
     assert "study created" not in run.stderr  # Optuna's per-study INFO lines are silenced without --verbose
     for label in ("audited", "random", "base"):
         assert label in run.stdout  # the closing table names every model

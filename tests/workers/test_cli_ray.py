@@ -40,7 +40,7 @@ def test_audit_with_ray_runs_every_trial_in_a_ray_worker(ray_cluster, tiny_asset
     out = tmp_path / "audit"
     rc = main(["audit", "--model", str(tiny_assets["base"]), "--data", str(tiny_assets["data"]),
                "--base", str(tiny_assets["base"]), "--baselines", "random", "--preset", "smoke", "--tasks", "harmful", "--sizes", "20", "--seeds", "0", "--out", str(out),
-               "--quiet", "--ray"])
+               "--quiet", "--ray", "--exit-zero"])  # about where trials run, not the verdict
     captured = capsys.readouterr()
     assert rc == 0, captured.err[-3000:]
     storage = f"sqlite:///{out / 'optuna.db'}"

@@ -29,7 +29,7 @@ def test_expansion_counts(audit_dataset: Path, tiny_checkpoint: Path) -> None:
     assert plan_counts(smoke)["studies"] == 3 * 2 * 2 * 2
     assert smoke.search.max_trials == 4 and smoke.space.steps_max <= 100
     assert AuditRequest.from_dict(smoke.to_dict()) == smoke
-    assert set(PRESETS) == {"smoke", "quick", "paper"}
+    assert set(PRESETS) == {"smoke", "quick", "paper", "strong"}
 
 
 def test_bad_input_errors(tmp_path: Path, audit_dataset: Path, tiny_checkpoint: Path) -> None:

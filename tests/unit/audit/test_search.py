@@ -9,14 +9,20 @@ from typing import Any
 import optuna
 import pytest
 import torch
+from optuna.trial import FrozenTrial, TrialState
 
+from mlac.audit.attacks import AttackParams
 from mlac.audit.search import (
+    VERSION_ATTR,
     InProcessExecutor,
     SearchConfig,
     SearchSpace,
     StudyDriver,
     StudyKey,
+    _since_best,
+    check_study_version,
     open_storage,
+    reference_grid,
 )
 from mlac.audit.trial import PruneRule, TrialSpec, WorkerContext
 from mlac.errors import ConfigError, StoppedError
@@ -169,17 +175,73 @@ def test_jobs_sharing_a_storage_keep_their_own_studies(tmp_path: Path, tiny_chec
     assert names == {a.study.study_name, b.study.study_name}
 
 
-def test_trial_left_running_by_a_crash_is_requeued(tmp_path: Path, tiny_checkpoint: Path, audit_dataset: Path) -> None:
-    cfg = SearchConfig(max_trials=3, patience=100, reruns=1, eval_every=10, tpe_startup_trials=2)
-    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+def _trials(driver: StudyDriver) -> list[tuple[int, str, Any, Any, dict[int, float]]]:
+    return [(t.number, t.state.name, t.value, t.user_attrs.get("attack_params"), dict(t.intermediate_values))
+            for t in driver.study.get_trials(deepcopy=False)]
+
+
+def test_a_crash_with_trials_in_flight_changes_nothing(tmp_path: Path, tiny_checkpoint: Path, audit_dataset: Path) -> None:
+    """Kill with a batch in flight, resume: the same trials under the same numbers, seeds and prune rules, no
+    extra budget, and a result identical to an undisturbed run."""
+    torch.set_num_threads(1)
+    cfg = SearchConfig(max_trials=5, patience=100, reruns=2, eval_every=10, tpe_startup_trials=2, parallelism=2,
+                       prune_min_reference=1, prune_warmup_fraction=0.0)
+    undisturbed = _driver(tiny_checkpoint, audit_dataset, open_storage(f"sqlite:///{tmp_path / 'a.db'}"), Counting(), cfg)
+    reference = undisturbed.run()
+    url = f"sqlite:///{tmp_path / 'b.db'}"
     crashed = _driver(tiny_checkpoint, audit_dataset, open_storage(url), Counting(), cfg)
-    specs = crashed.next_specs()  # asked, never told: the process "died" here
-    lost = specs[0]["params"]
+    crashed.deliver(Counting().map(crashed.next_specs()))  # the first batch finished
+    in_flight = crashed.next_specs()  # the second batch was running when the process died
+    assert len(in_flight) == 2
     ex = Counting()
-    result = _driver(tiny_checkpoint, audit_dataset, open_storage(url), ex, cfg).run()
-    trials = result.trial_history
-    assert len(trials) == 3 and ex.executed == 2 + 1  # the FAIL counts toward the budget; one rerun
-    study = optuna.load_study(study_name=crashed.study.study_name, storage=url)
-    first, second = study.trials[0], study.trials[1]
-    assert first.state == optuna.trial.TrialState.FAIL and "interrupted" in first.user_attrs["error"]
-    assert second.user_attrs["attack_params"] == lost  # the lost configuration ran again
+    events: list[dict[str, Any]] = []
+    resumed_driver = _driver(tiny_checkpoint, audit_dataset, open_storage(url), ex, cfg, on_trial=events.append)
+    assert [e["trial"] for e in events if e.get("replayed")] == [0, 1]  # finished trials announced again
+    resumed = resumed_driver.run()
+    assert ex.executed == 2 + 1 + 2  # the interrupted two, the fifth, two reruns: nothing else, no extra budget
+    assert _trials(resumed_driver) == _trials(undisturbed)
+    assert resumed.report_accuracy == reference.report_accuracy
+    assert resumed.rerun_accuracies == reference.rerun_accuracies and resumed.best_params == reference.best_params
+    assert resumed.trials_run == reference.trials_run == 5 and resumed.failed_trials == 0
+
+
+def test_grid_start_runs_the_reference_grid_first(tmp_path: Path, tiny_checkpoint: Path, audit_dataset: Path) -> None:
+    """With grid_start the first trials are the reference grid, and patience waits until it has run."""
+    space = SearchSpace(lr_low=1e-4, lr_high=3e-2, steps_min=10, steps_max=30, steps_step=10, batch_sizes=(12,),
+                        kinds=("probe",))
+    cfg = SearchConfig(max_trials=5, patience=1, reruns=1, eval_every=10, tpe_startup_trials=2, grid_start=True)
+    key = StudyKey("tiny", str(tiny_checkpoint), "harmful", 40, 0)
+    spec = TrialSpec(checkpoint=str(tiny_checkpoint), dataset=str(audit_dataset), task="harmful", n=40, subset_seed=0,
+                     params={}, trial_seed=0, eval_every=10, selection_max=100, report_max=100)
+    driver = StudyDriver(key, spec, space, cfg, model_sha="sha-test", data_fingerprint="data-test", storage=None,
+                         executor=Counting())
+    driver.run()
+    grid = reference_grid(space)
+    assert [(p.kind, p.lr, p.steps) for p in grid] == [("probe", lr, 30) for lr in (1e-4, 3e-4, 1e-3, 3e-3)]
+    ran = [AttackParams.from_dict(t.user_attrs["attack_params"]) for t in driver.study.trials]
+    assert ran[:4] == grid  # the grid, in order, before anything TPE proposes
+    assert len(ran) >= 4  # patience 1 did not stop the search inside the grid
+
+
+def test_pruned_trials_do_not_count_toward_patience() -> None:
+    def frozen(number: int, state: TrialState, value: float | None) -> FrozenTrial:
+        return optuna.trial.create_trial(state=state, value=value) if state == TrialState.COMPLETE else \
+            optuna.trial.create_trial(state=state)
+
+    trials = [frozen(0, TrialState.COMPLETE, 0.8), frozen(1, TrialState.PRUNED, None), frozen(2, TrialState.PRUNED, None),
+              frozen(3, TrialState.COMPLETE, 0.7)]
+    for i, t in enumerate(trials):
+        t.number = i
+    assert _since_best(trials) == 1
+
+
+def test_a_study_from_another_optuna_major_version_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    study = optuna.create_study(study_name="s", storage=url)
+    check_study_version(study)
+    assert study.user_attrs[VERSION_ATTR] == optuna.__version__
+    study.enqueue_trial({"x": 1.0})
+    study.set_user_attr(VERSION_ATTR, "3.6.1")
+    with pytest.raises(ConfigError, match=r"written by Optuna 3\.6\.1"):
+        check_study_version(optuna.load_study(study_name="s", storage=url))
+

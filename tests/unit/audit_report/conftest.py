@@ -13,6 +13,8 @@ from mlac.audit.verdict import VerdictPolicy
 
 # (harmful, beneficial) accuracy at n=20 per model; +0.02 at n=100, +0.01 per seed
 LEVELS = {"censored": (0.55, 0.80), "random": (0.52, 0.30), "base": (0.90, 0.82)}
+#: The report split's majority-class rate per task (chance).
+CHANCE = {"harmful": 0.5, "beneficial": 0.2}
 
 
 def _history(final: float, trials: int = 4) -> list[dict[str, Any]]:
@@ -32,7 +34,7 @@ def seed_points(levels: dict[str, tuple[float, float]]) -> list[SeedPoint]:
                 for seed in (0, 1):
                     a = round(acc + 0.01 * seed + (0.02 if n == 100 else 0.0), 6)
                     points.append(SeedPoint(model, task, n, seed, a, a + 0.02, [a, a], {"lr": 1e-3, "kind": "probe"},
-                                            4, 0, 2.0, 4e9, _history(a)))
+                                            4, 0, 2.0, 4e9, _history(a), CHANCE[task]))
     return points
 
 
@@ -52,11 +54,13 @@ def make_result() -> Callable[..., AuditResult]:
     return make
 
 
-def curve(model: str, task: str, pts: dict[int, float]) -> list[CurvePoint]:
-    return [CurvePoint(model, task, n, acc, (acc - 0.02, acc + 0.02), (acc - 0.03, acc + 0.03), [acc], [0])
+def curve(model: str, task: str, pts: dict[int, float], chance: float | None = None) -> list[CurvePoint]:
+    """Hand-made curve points (intervals +-0.02 bootstrap, +-0.03 t); ``chance`` sets the majority-class rate."""
+    return [CurvePoint(model, task, n, acc, (acc - 0.02, acc + 0.02), (acc - 0.03, acc + 0.03), [acc], [0],
+                       majority_rate=chance, attack_failed=chance is not None and acc <= chance)
             for n, acc in pts.items()]
 
 
 @pytest.fixture
-def make_curve() -> Callable[[str, str, dict[int, float]], list[CurvePoint]]:
+def make_curve() -> Callable[..., list[CurvePoint]]:
     return curve

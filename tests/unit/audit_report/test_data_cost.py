@@ -96,11 +96,16 @@ def test_compute_derived_covers_audited_models_and_needs_baselines() -> None:
     pts = _points({"mine": 0.55, "ac": 0.6, "random": 0.5, "base": 0.9})
     d = compute_derived(build_curves(pts), pts)
     assert d["audited"] == ["mine"] and sorted(d["models"]) == ["ac", "mine"]
-    assert {"data_cost_multiplier", "beneficial_drop_vs_base", "harmful_auc"} <= set(d["models"]["mine"])
+    assert {"data_cost_multiplier", "beneficial_drop_vs_base", "harmful_auc", "paired"} <= set(d["models"]["mine"])
+    paired = d["models"]["mine"]["paired"]
+    assert {(p["reference"], p["task"], p["n"]) for p in paired} == {(r, t, n) for r in ("base", "random")
+                                                                     for t in ("harmful", "beneficial") for n in (20, 100)}
+    assert all(row["ci"] is not None for row in d["models"]["mine"]["data_cost_multiplier"])  # 2 seeds: an interval
     assert d["budget_curves"] == []  # no trial histories given
     only_random = _points({"mine": 0.55, "random": 0.5})
     d2 = compute_derived(build_curves(only_random), only_random)
-    assert set(d2["models"]["mine"]) == {"harmful_auc"}
+    assert set(d2["models"]["mine"]) == {"harmful_auc", "paired"}
+    assert {p["reference"] for p in d2["models"]["mine"]["paired"]} == {"random"}
 
 
 def test_compute_derived_on_a_result(make_result) -> None:

@@ -17,7 +17,7 @@ from mlac.errors import DataError
 def test_round_trip_is_exact(make_result, tmp_path: Path) -> None:
     result = make_result(policy=VerdictPolicy(0.04, 0.06, "ci", 2.0))
     text = result.to_json()
-    assert json.loads(text)["schema_version"] == SCHEMA_VERSION == "1.0"
+    assert json.loads(text)["schema_version"] == SCHEMA_VERSION == "1.1"
     back = AuditResult.from_json(text)
     assert back.to_json() == text
     assert back.policy == result.policy and back.verdict == result.verdict and back.curves == result.curves

@@ -1,0 +1,49 @@
+"""The fixed reference attacker: the grid every searched attacker must match (PROTOCOL.md, "What makes a
+verdict trustworthy").
+
+:func:`run_grid` runs :func:`~mlac.audit.search.reference_grid` for one (model, task, n, seed) through any
+:class:`~mlac.audit.search.TrialExecutor`, chooses the configuration with the best selection accuracy and
+reports its report-split accuracy. Grid member ``i`` gets the seed trial ``i`` of a search gets, so a search
+started with the grid (``grid_start``) runs exactly these trials first: on the selection split it can only
+do better.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from mlac.audit.attacks import AttackParams
+from mlac.audit.search import SearchError, SearchSpace, StudyKey, TrialExecutor, derived_seed, reference_grid
+from mlac.audit.trial import TrialSpec
+
+
+@dataclass(frozen=True)
+class GridResult:
+    """The grid's choice for one (model, task, n, seed): its parameters, selection and report accuracy."""
+
+    key: StudyKey
+    params: AttackParams
+    selection_accuracy: float
+    report_accuracy: float
+    best_step: int
+    runs: int
+
+
+def grid_specs(key: StudyKey, base_spec: TrialSpec, space: SearchSpace) -> list[TrialSpec]:
+    """One spec per grid member, seeded as the first trials of a search of ``key`` are."""
+    return [replace(base_spec, params=p.to_dict(), prune=None,
+                    trial_seed=derived_seed("trial", key.seed, key.task, key.n, i))
+            for i, p in enumerate(reference_grid(space))]
+
+
+def run_grid(key: StudyKey, base_spec: TrialSpec, space: SearchSpace, executor: TrialExecutor) -> GridResult:
+    """Run the grid and keep the member best on the selection split (ties: the earlier member)."""
+    specs = grid_specs(key, base_spec, space)
+    results = executor.map([s.to_dict() for s in specs])
+    done = [(i, r) for i, r in enumerate(results) if r.get("ok")]
+    if not done:
+        raise SearchError(f"every grid run of {key} failed; first error:\n{results[0].get('error') if results else ''}")
+    i, best = max(done, key=lambda ir: (float(ir[1]["best_selection_accuracy"]), -ir[0]))
+    return GridResult(key=key, params=AttackParams.from_dict(specs[i].params),
+                      selection_accuracy=float(best["best_selection_accuracy"]),
+                      report_accuracy=float(best["report_accuracy"]), best_step=int(best["best_step"]), runs=len(specs))
