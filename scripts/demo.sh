@@ -54,7 +54,7 @@ echo "== 3/5 tiny BERT base model, uploaded as a checkpoint"
 files=()
 for f in "$OUT"/base/*; do files+=(-F "files=@$f"); done
 CHECKPOINT=$(curl -sf -H "$AUTH" -X POST "$URL/v1/checkpoints" "${files[@]}" | json_field id)
-echo "checkpoint $CHECKPOINT (sha256 of the weights)"
+echo "checkpoint $CHECKPOINT (sha256 over all its files)"
 
 echo "== 4/5 censor_then_audit, preset quick"
 JOB=$(curl -sf -H "$AUTH" -H 'content-type: application/json' -H "Idempotency-Key: demo-$CHECKPOINT" \

@@ -11,7 +11,6 @@ import shutil
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -24,7 +23,7 @@ from mlac.errors import MlacError
 from service.auth import KeyResolver
 from service.deps import PrincipalDep
 from service.dispatcher import Dispatcher
-from service.errors import RateLimitedError, status_for
+from service.guards import BodyLimitMiddleware, RateLimitMiddleware, error_response
 from service.metrics import MetricsMiddleware, ServiceMetrics
 from service.ratelimit import RateLimiter
 from service.routes import checkpoints, datasets, health, jobs, keys, schedules
@@ -52,11 +51,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(MlacError)
     async def mlac_error(request: Request, exc: MlacError) -> JSONResponse:
-        headers = {"Retry-After": str(int(exc.retry_after))} if isinstance(exc, RateLimitedError) else None
-        status = status_for(exc)
-        if status == 401:
-            headers = {"WWW-Authenticate": "Bearer"}
-        return _error(status, exc.code, str(exc), headers)
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -158,10 +153,20 @@ def create_app(settings: Settings | None = None, *, store: JobStore | None = Non
     install_error_handlers(app)
     install_docs(app)
 
+    def current_state() -> AppState | None:
+        return getattr(app.state, "ctx", None)
+
     def current_metrics() -> ServiceMetrics | None:
-        ctx: Any = getattr(app.state, "ctx", None)
+        ctx = current_state()
         return ctx.metrics if ctx is not None else None
 
+    def body_cap() -> int:
+        ctx = current_state()
+        return ctx.settings.json_body_max_bytes if ctx is not None else int(Settings.model_fields["json_body_max_bytes"].default)
+
+    # Outermost first: metrics see every request; the rate limit and then the body cap run before any body is read.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=body_cap)
+    app.add_middleware(RateLimitMiddleware, state=current_state)
     app.add_middleware(MetricsMiddleware, metrics=current_metrics)
     for module in (health, checkpoints, datasets, jobs, schedules, keys):
         app.include_router(module.router)

@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     submit = client("submit", "submit a job to a running service")
     submit.add_argument("kind", choices=("censor", "audit", "censor_then_audit"))
     submit.add_argument("--dataset", required=True, help="dataset id (ds_...)")
-    submit.add_argument("--checkpoint", default=None, help="checkpoint id (sha256 of the weights)")
+    submit.add_argument("--checkpoint", default=None, help="checkpoint id (as POST /v1/checkpoints returned it)")
     submit.add_argument("--preset", default="smoke", choices=("smoke", "quick", "paper", "strong"))
     submit.add_argument("--options", type=Path, default=None, help="JSON file with 'audit'/'censor' overrides")
     submit.add_argument("--idempotency-key", default=None)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mlac.errors import MlacError
+from service.checkpoint_store import dir_checkpoint
 from service.errors import InvalidTransitionError, NotFoundError
 from service.jobspec import worker_spec
 from service.metrics import ServiceMetrics
@@ -113,11 +114,13 @@ class StoreSink:
         except MlacError:
             log.exception("censored checkpoint of job %s does not validate", job.id)
             return
-        size = sum(p.stat().st_size for p in Path(path).iterdir() if p.is_file())
+        checkpoint_id, files = dir_checkpoint(path)
+        size = sum((Path(path) / name).stat().st_size for name in files)
         self.store.add_checkpoint(Checkpoint(
-            sha256=info.sha256, owner=job.owner, name=f"censored-{job.id}", path=str(path), size_bytes=size,
+            sha256=checkpoint_id, owner=job.owner, name=f"censored-{job.id}", path=str(path), size_bytes=size,
             info={"model_type": info.model_type, "hidden_size": info.hidden_size, "num_parameters": info.num_parameters,
-                  "num_beneficial": info.num_beneficial, "source_job": job.id}, created_at=time.time()))
+                  "num_beneficial": info.num_beneficial, "weights_sha256": info.sha256, "files": files,
+                  "source_job": job.id}, created_at=time.time()))
 
     def _notify(self, job: Job) -> None:
         url = job.webhook_url

@@ -15,6 +15,7 @@ from mlac.audit.presets import build_request
 from mlac.audit.protocol import TINY_BASE
 from mlac.censor.config import MLACConfig
 from mlac.errors import ConfigError
+from service.errors import ConflictError
 from service.schemas import JobCreate
 from service.store import JobStore
 
@@ -44,6 +45,16 @@ def censor_config(body: JobCreate) -> dict[str, Any]:
     return values
 
 
+def checkpoint_path(store: JobStore, checkpoint_id: str, owner: str | None) -> str:
+    """The directory of the owner's checkpoint (404 for another key's); 409 for a row that may hold another key's files."""
+    ckpt = store.get_checkpoint(checkpoint_id, owner)
+    if ckpt.info.get("legacy_shared"):
+        raise ConflictError(f"checkpoint {checkpoint_id} was stored when ids covered only the weights, in a directory another "
+                            "key uploaded first: its config.json or tokenizer may not be the ones you sent. Upload it again "
+                            "(it gets an id of its own) and use the new id", code="reupload_required")
+    return ckpt.path
+
+
 def check_request(body: JobCreate) -> None:
     """Rules across fields (ConfigError -> 422)."""
     if body.kind in ("censor", "censor_then_audit") and body.checkpoint_id is None:
@@ -61,13 +72,13 @@ def audit_request(body: JobCreate, store: JobStore, owner: str | None, dataset_p
     base: str | None
     if body.kind == "censor_then_audit":
         assert body.checkpoint_id is not None  # checked by check_request
-        base = store.get_checkpoint(body.checkpoint_id, owner).path
+        base = checkpoint_path(store, body.checkpoint_id, owner)
         baselines = opts.baselines if opts.baselines is not None else ["random", "base"]
     else:
         if body.checkpoint_id is not None:
-            models = (store.get_checkpoint(body.checkpoint_id, owner).path,)
+            models = (checkpoint_path(store, body.checkpoint_id, owner),)
         if opts.base_checkpoint_id is not None:
-            base = store.get_checkpoint(opts.base_checkpoint_id, owner).path
+            base = checkpoint_path(store, opts.base_checkpoint_id, owner)
         else:
             base = models[0] if models else TINY_BASE
         baselines = opts.baselines if opts.baselines is not None else ["random"]
@@ -96,7 +107,7 @@ def worker_spec(body: JobCreate, store: JobStore, owner: str | None) -> dict[str
     spec: dict[str, Any] = {"dataset": dataset.path}
     if body.kind in ("censor", "censor_then_audit"):
         assert body.checkpoint_id is not None
-        spec["base"] = store.get_checkpoint(body.checkpoint_id, owner).path
+        spec["base"] = checkpoint_path(store, body.checkpoint_id, owner)
         spec["censor_config"] = censor_config(body)
     if body.kind in ("audit", "censor_then_audit"):
         spec["request"] = audit_request(body, store, owner, dataset.path)

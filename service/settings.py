@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     admin_key: str | None = Field(default=None, min_length=16, max_length=256, description="bootstrap admin API key")
     upload_max_bytes: int = Field(default=512 * 1024 * 1024, ge=1024, le=64 * 1024**3)
     dataset_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024, le=64 * 1024**3)
+    json_body_max_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024**2,
+                                     description="cap on every request body but the two streamed uploads (413 above it)")
     rate_submit_per_min: float = Field(default=60.0, gt=0, le=1e6)
     rate_upload_per_min: float = Field(default=20.0, gt=0, le=1e6)
     rate_burst: int = Field(default=10, ge=1, le=100_000)

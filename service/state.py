@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from service.scheduler import Scheduler
 from service.settings import Settings
 from service.store import JobStore
 from service.webhooks import WebhookSender
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -52,7 +55,14 @@ def secret_file(path: Path, prefix: str = "") -> str:
 
 
 def bootstrap_admin(store: JobStore, settings: Settings) -> str:
-    """Make sure the admin key exists: ``MLAC_ADMIN_KEY`` or a generated one in ``<data_dir>/admin_key`` (0600)."""
+    """Make sure the admin key exists: ``MLAC_ADMIN_KEY`` or a generated one in ``<data_dir>/admin_key`` (0600).
+
+    A database left without any active admin key (possible before the store refused to revoke the last one)
+    gets the configured key back, so that the operator is never locked out for good.
+    """
     raw = settings.admin_key or secret_file(settings.data_dir / "admin_key", KEY_PREFIX)
-    store.add_api_key("admin", hash_key(raw), True)
+    key = store.add_api_key("admin", hash_key(raw), True)
+    if key.revoked and not any(k.is_admin and not k.revoked for k in store.list_api_keys()):
+        log.warning("no active admin key is left: reinstating the configured admin key %s", key.id)
+        store.reinstate_api_key(key.id)
     return raw

@@ -251,7 +251,7 @@ def run_attack_trial(
 ) -> TrialOutcome:
     """Run one attack; see the module docstring. Deterministic for a given ``seed`` on CPU.
 
-    ``feature_cache`` + ``model_key`` (the checkpoint sha256) turn on the probe fast path.
+    ``feature_cache`` + ``model_key`` (the checkpoint's content id, :mod:`mlac.checkpoint_id`) turn on the probe fast path.
     ``record_ids`` fills :attr:`TrialOutcome.seen_ids` with the ids of the rows whose features the attacker
     read: for gradient steps (``train``), for checkpoint selection (``selection``) and for the final
     score (``report``).

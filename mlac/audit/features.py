@@ -1,7 +1,7 @@
 """Probe fast path: trunk features computed once per (model, split) and reused by every probe trial.
 
 A linear probe never changes the trunk, so every probe trial on the same model and split would
-recompute identical features. The cache keys them by (model key = checkpoint sha256, split
+recompute identical features. The cache keys them by (model key = the checkpoint's content id, split
 fingerprint, device, rows) and computes them in eval mode (dropout off) in length-sorted chunks so that
 padding stays small. The numbers equal the slow path's within float rounding (tested).
 

@@ -21,10 +21,12 @@ import torch
 from mlac.audit.attacks import AttackData, AttackParams, run_attack_trial
 from mlac.audit.features import FeatureCache
 from mlac.censor.batches import EncodedSplit, encode_split
+from mlac.checkpoint_id import dir_content_id
 from mlac.data import Splits, load_saved_dataset, make_splits
 from mlac.device import resolve_device
 from mlac.errors import CheckpointError, DataError, MlacError
 from mlac.models import LoadedModel, load_checkpoint
+from mlac.models.checkpoint import WEIGHTS_FILE
 from mlac.tasks import TaskSpec
 
 
@@ -122,6 +124,7 @@ class WorkerContext:
         self.max_models = max_models
         self.features = FeatureCache()
         self._models: dict[tuple[str, str], LoadedModel] = {}
+        self._model_keys: dict[str, str] = {}
         self._datasets: dict[str, tuple[Any, TaskSpec]] = {}
         self._splits: dict[tuple[str, int], Splits] = {}
         self._encoded: dict[tuple[Any, ...], tuple[EncodedSplit, tuple[str, ...]]] = {}
@@ -157,12 +160,26 @@ class WorkerContext:
                 loaded = load_checkpoint(checkpoint, num_beneficial=num_beneficial, device=device)
             loaded.model.eval()
             self._models[key] = loaded
+            self._model_keys.pop(key[0], None)
+            self.model_key(loaded)  # hashed now, from the files just loaded
         return self._models[key]
+
+    def model_key(self, loaded: LoadedModel) -> str:
+        """Content id of ``loaded``'s directory (weights, config, tokenizer: :mod:`mlac.checkpoint_id`).
+
+        Tokenised splits and probe features are keyed by it, not by the weights' sha256: the same weights
+        under another config (activation, pooling) or tokenizer give other features, and one worker process
+        serves the trials of many jobs (and, in the service, of many API keys).
+        """
+        path = str(Path(loaded.info.path).resolve())
+        if path not in self._model_keys:
+            self._model_keys[path] = dir_content_id(path, known={WEIGHTS_FILE: loaded.sha256})
+        return self._model_keys[path]
 
     def encoded(self, spec: TrialSpec, loaded: LoadedModel, split: str) -> tuple[EncodedSplit, tuple[str, ...]]:
         """``split`` of the spec's dataset tokenised with the model's tokenizer (and capped)."""
         cap = {"selection": spec.selection_max, "report": spec.report_max}.get(split)
-        key = (spec.dataset, spec.split_seed, split, cap, loaded.sha256, spec.max_length)
+        key = (spec.dataset, spec.split_seed, split, cap, self.model_key(loaded), spec.max_length)
         if key not in self._encoded:
             task = self.dataset(spec.dataset)[1]
             part = _capped(self.splits(spec.dataset, spec.split_seed).get(split), cap, spec.split_seed)
@@ -203,7 +220,7 @@ def run_trial(spec_data: dict[str, Any], context: WorkerContext | None = None) -
         outcome = run_attack_trial(
             loaded.model, data, spec.task, ds_task.num_labels(spec.task), params, spec.trial_seed,
             eval_every=spec.eval_every, report_hook=hook,
-            feature_cache=ctx.features if spec.fast_probe else None, model_key=loaded.sha256,
+            feature_cache=ctx.features if spec.fast_probe else None, model_key=ctx.model_key(loaded),
             device=device, record_ids=spec.record_ids,
         )
         return {"ok": True, **outcome.to_dict()}

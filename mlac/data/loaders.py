@@ -1,4 +1,4 @@
-"""Loaders for the real Bias in Bios from a local path, and for user-provided label files.
+"""Loaders for the real Bias in Bios from a local path (a user's own label file: :mod:`mlac.data.user_file`).
 
 Two layouts are read: the public ``bias_in_bios`` dataset (parquet or JSON/JSONL with ``hard_text``,
 ``profession``, ``gender``), and biosbias' ``BIOS.pkl`` (a pickled list of dicts). The pickle is read
@@ -18,7 +18,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets import Dataset
 
-from mlac.data.io import check_columns
 from mlac.data.scrub import drop_first_sentence, scrub_pronouns
 from mlac.errors import DataError
 from mlac.tasks import TaskSpec
@@ -166,43 +165,3 @@ def _from_converted(target: Path) -> tuple[Dataset, TaskSpec]:
         "gender": [0 if g == "F" else 1 for g in table["gender"]],
     }
     return Dataset.from_dict(out), TaskSpec(beneficial_names=tuple(titles), harmful_names=GENDER_NAMES)
-
-
-def load_dataset_file(path: str | Path, text_column: str, label_columns: tuple[str, str], *, label_names: dict[str, tuple[str, ...]] | None = None) -> tuple[Dataset, TaskSpec]:
-    """Read a user's JSONL/parquet file with a text column and (beneficial, harmful) integer labels.
-
-    The result has the project's columns (id, text, text_with_first_sentence, profession, gender) with
-    pronouns scrubbed; label names default to the label values seen.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"dataset file not found: {p}")
-    rows = _read_table_file(p)
-    if not rows:
-        raise DataError(f"{p}: the file has no rows")
-    ds = Dataset.from_list(rows)
-    check_columns(ds, (text_column, *label_columns), p)
-    beneficial, harmful = label_columns
-    out: dict[str, list] = {"id": [], "text": [], "text_with_first_sentence": [], "profession": [], "gender": []}
-    for i, row in enumerate(rows):
-        try:
-            b, h = int(row[beneficial]), int(row[harmful])
-        except (TypeError, ValueError) as exc:
-            raise DataError(f"{p}: row {i}: labels must be integers ({beneficial}={row[beneficial]!r}, {harmful}={row[harmful]!r})") from exc
-        if b < 0 or h < 0:
-            raise DataError(f"{p}: row {i}: labels must be non-negative")
-        whole = scrub_pronouns(str(row[text_column]))
-        out["id"].append(str(row.get("id", f"row-{i:07d}")))
-        out["text"].append(drop_first_sentence(whole) or whole)
-        out["text_with_first_sentence"].append(whole)
-        out["profession"].append(b)
-        out["gender"].append(h)
-    names = label_names or {}
-    n_b, n_h = max(out["profession"]) + 1, max(out["gender"]) + 1
-    if n_b < 2 or n_h < 2:
-        raise DataError(f"{p}: each label column needs at least two classes")
-    task = TaskSpec(
-        beneficial_names=names.get("beneficial", tuple(str(i) for i in range(n_b))),
-        harmful_names=names.get("harmful", tuple(str(i) for i in range(n_h))),
-    )
-    return Dataset.from_dict(out), task

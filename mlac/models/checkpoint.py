@@ -2,27 +2,38 @@
 
 Loading never unpickles: weights come only from a structurally validated ``model.safetensors`` whose
 tensors must match the architecture that ``config.json`` declares. A directory that holds only a
-pickle-based checkpoint (``pytorch_model.bin``, ``*.pt``, ``*.pkl``) is refused.
+pickle-based checkpoint (``pytorch_model.bin``, ``*.pt``, ``*.pkl``) is refused. The declared sizes are
+checked against :class:`~mlac.limits.ModelLimits` before any model is built (:mod:`mlac.models.config_check`),
+so a small hostile config costs milliseconds, not a model of 15,000 layers.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import huggingface_hub.errors as hub_errors
 import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from mlac.errors import CheckpointError
+from mlac.limits import MODEL_LIMITS, ModelLimits
 from mlac.models.build import ATTN_IMPLEMENTATION, minilm_path, trunk_from_config, with_fresh_beneficial_head
+from mlac.models.config_check import (
+    check_built_config,
+    check_config_limits,
+    check_parameter_budget,
+    read_config_json,
+)
 from mlac.models.encoder import EncoderClassifier
 from mlac.models.provenance import package_versions, sha256_file
-from mlac.models.safetensors_check import FLOAT_DTYPES, MAX_HEADER_BYTES, TensorEntry, read_header
+from mlac.models.safetensors_check import FLOAT_DTYPES, TensorEntry, read_header
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -32,6 +43,15 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "spiece.model", "vocab.json")
 #: Buffers some checkpoints carry that are not parameters of the architecture (safe to ignore).
 IGNORED_SUFFIXES = ("position_ids",)
+#: What transformers raises for a config it cannot build (besides what the limits catch first): e.g.
+#: ValueError for hidden_size not divisible by the heads, huggingface_hub's StrictDataclassError for a field
+#: of the wrong type (transformers 5 validates configs), TypeError/AttributeError where nothing validates,
+#: RuntimeError/OverflowError from torch for a size it cannot allocate even on the meta device, and
+#: AssertionError, with which torch checks some arguments (nn.Embedding's padding_idx).
+CONFIG_BUILD_ERRORS: tuple[type[Exception], ...] = (
+    ValueError, KeyError, TypeError, AttributeError, IndexError, ZeroDivisionError, OverflowError, RuntimeError,
+    OSError, AssertionError, getattr(hub_errors, "StrictDataclassError", ValueError),
+)
 
 
 @dataclass(frozen=True)
@@ -64,31 +84,36 @@ class LoadedModel:
         return self.info.sha256
 
 
-def _read_config(path: Path) -> tuple[PretrainedConfig, dict[str, Any]]:
+def _read_config(path: Path, limits: ModelLimits = MODEL_LIMITS) -> tuple[PretrainedConfig, dict[str, Any]]:
+    """The config (sizes within ``limits``, checked before and after transformers builds it) and its mlac block."""
     cfg_path = path / CONFIG_FILE
     if not cfg_path.is_file():
         raise CheckpointError(f"{path}: missing {CONFIG_FILE} (an HF encoder directory needs one)", code="missing_config")
-    try:
-        raw = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{cfg_path}: not valid JSON ({exc})", code="bad_config") from exc
-    if not isinstance(raw, dict) or "model_type" not in raw:
-        raise CheckpointError(f"{cfg_path}: no 'model_type' key: not an HF model config", code="bad_config")
+    raw = read_config_json(cfg_path, limits)
+    check_config_limits(raw, limits)
     try:
         config = AutoConfig.from_pretrained(str(path), local_files_only=True)
-    except (ValueError, KeyError, TypeError, OSError) as exc:
-        raise CheckpointError(f"{cfg_path}: cannot build a config from it ({exc})", code="bad_config") from exc
+    except CONFIG_BUILD_ERRORS as exc:
+        raise CheckpointError(f"{cfg_path.name}: cannot build a config from it ({str(exc)[:300]})", code="bad_config") from exc
+    check_built_config(config, limits)
     mlac_meta = raw.get("mlac", {})
     return config, mlac_meta if isinstance(mlac_meta, dict) else {}
 
 
 def _expected_shapes(config: PretrainedConfig) -> dict[str, tuple[int, ...]]:
+    """Tensor shapes of the architecture, from a model on the meta device (no memory; time bounded by the limits)."""
     try:
         with torch.device("meta"):
             trunk = AutoModel.from_config(config, attn_implementation=ATTN_IMPLEMENTATION)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"config.json does not describe a supported encoder ({exc})", code="bad_config") from exc
+    except CONFIG_BUILD_ERRORS as exc:
+        raise CheckpointError(f"config.json does not describe a supported encoder ({str(exc)[:300]})", code="bad_config") from exc
     return {k: tuple(v.shape) for k, v in trunk.state_dict().items()}
+
+
+def _required_parameters(expected: dict[str, tuple[int, ...]]) -> int:
+    """Parameters the weights file must hold (the pooler and ignored buffers may be absent)."""
+    return sum(math.prod(shape) for key, shape in expected.items()
+               if not key.startswith("pooler.") and not key.endswith(IGNORED_SUFFIXES))
 
 
 def _strip_prefix(names: list[str], expected: dict[str, tuple[int, ...]], config: PretrainedConfig) -> str:
@@ -103,12 +128,14 @@ def _strip_prefix(names: list[str], expected: dict[str, tuple[int, ...]], config
     return best
 
 
-def validate_checkpoint_dir(path: str | Path, *, check_values: bool = True, max_header_bytes: int = MAX_HEADER_BYTES) -> CheckpointInfo:
+def validate_checkpoint_dir(path: str | Path, *, check_values: bool = True, max_header_bytes: int | None = None,
+                            limits: ModelLimits = MODEL_LIMITS) -> CheckpointInfo:
     """Validate an HF encoder directory without unpickling anything; raise CheckpointError with a code.
 
-    Codes: missing_dir, pickle_refused, missing_weights, missing_config, bad_config, missing_tokenizer,
-    the structural codes of :func:`read_header`, unexpected_tensor, missing_tensor, shape_mismatch,
-    bad_dtype, bad_head, non_finite.
+    Codes: missing_dir, pickle_refused, missing_weights, missing_config, bad_config, model_too_large,
+    missing_tokenizer, the structural codes of :func:`read_header`, size_mismatch (the config implies more
+    parameters than the file holds), unexpected_tensor, missing_tensor, shape_mismatch, bad_dtype, bad_head,
+    non_finite. Cheapest first: sizes are checked before anything is built, the header before any tensor is read.
     """
     path = Path(path)
     if not path.is_dir():
@@ -123,11 +150,12 @@ def validate_checkpoint_dir(path: str | Path, *, check_values: bool = True, max_
                 code="pickle_refused",
             )
         raise CheckpointError(f"{path}: missing {WEIGHTS_FILE}", code="missing_weights")
-    config, meta = _read_config(path)
+    config, meta = _read_config(path, limits)
     if not any((path / name).is_file() for name in TOKENIZER_FILES):
         raise CheckpointError(f"{path}: no tokenizer files (one of {', '.join(TOKENIZER_FILES)})", code="missing_tokenizer")
-    entries = read_header(weights, max_header_bytes=max_header_bytes)
+    entries = read_header(weights, max_header_bytes=max_header_bytes or limits.max_header_bytes)
     expected = _expected_shapes(config)
+    check_parameter_budget(_required_parameters(expected), sum(e.end - e.begin for e in entries.values()), limits)
     prefix = _strip_prefix(list(entries), expected, config)
     num_beneficial = _check_tensors(entries, expected, prefix, int(config.hidden_size), path)
     if check_values:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import secrets
-import shutil
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,20 +14,17 @@ from starlette.concurrency import run_in_threadpool
 from mlac.errors import CheckpointError, MlacError
 from mlac.models import validate_checkpoint_dir
 from mlac.models.checkpoint import PICKLE_SUFFIXES
+from service.checkpoint_store import CHECKPOINT_FILES, checkpoints_root, delete_row, store_upload
 from service.deps import PrincipalDep, StateDep
 from service.errors import BadUploadError
 from service.schemas import CheckpointPublic, CheckpointsPublic, ErrorPublic
+from service.state import AppState
 from service.store.records import Checkpoint
-from service.uploads import stream_to_dir
+from service.uploads import StagedUpload, stream_to_dir
 
 router = APIRouter(prefix="/v1/checkpoints", tags=["checkpoints"])
 
-CHECKPOINT_FILES = frozenset({
-    "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json",
-    "merges.txt", "special_tokens_map.json", "added_tokens.json", "provenance.json", "spiece.model",
-    "sentencepiece.bpe.model", "generation_config.json",
-})
-ShaPath = Annotated[str, PathParam(pattern=r"^[0-9a-f]{64}$")]
+ShaPath = Annotated[str, PathParam(pattern=r"^[0-9a-f]{64}$", description="checkpoint id")]
 ERRORS: dict[int | str, dict[str, Any]] = {c: {"model": ErrorPublic} for c in (400, 401, 404, 409, 413, 422, 429)}
 MULTIPART_BODY = {
     "requestBody": {
@@ -54,20 +49,27 @@ def allowed_file(name: str) -> None:
 def public(c: Checkpoint) -> CheckpointPublic:
     """API view of a checkpoint row."""
     info = c.info
-    return CheckpointPublic(id=c.sha256, sha256=c.sha256, name=c.name, size_bytes=c.size_bytes, model_type=info.get("model_type"),
-                            hidden_size=info.get("hidden_size"), num_parameters=info.get("num_parameters"),
-                            num_beneficial=info.get("num_beneficial"), created_at=c.created_at)
+    return CheckpointPublic(id=c.sha256, sha256=c.sha256, weights_sha256=info.get("weights_sha256"), name=c.name,
+                            size_bytes=c.size_bytes, model_type=info.get("model_type"), hidden_size=info.get("hidden_size"),
+                            num_parameters=info.get("num_parameters"), num_beneficial=info.get("num_beneficial"),
+                            created_at=c.created_at)
 
 
-def _place(staging: Path, final: Path) -> None:
-    """Move a validated staging dir to its content address (an existing copy wins)."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.rename(staging, final)
-    except OSError:
-        if not final.is_dir():
-            raise
-        shutil.rmtree(staging, ignore_errors=True)
+def _commit(state: AppState, owner: str, name: str | None, staged: StagedUpload) -> tuple[Checkpoint, bool]:
+    """Validate the staged directory, place it at its content address and insert the owner's row."""
+    info = validate_checkpoint_dir(staged.dir)
+    files = {file: sha for file, (_, sha) in staged.files.items()}
+    if files.get("model.safetensors") != info.sha256:
+        raise CheckpointError("the weights changed between upload and validation", code="sha_mismatch")
+    meta = {"model_type": info.model_type, "hidden_size": info.hidden_size, "num_parameters": info.num_parameters,
+            "num_beneficial": info.num_beneficial, "weights_sha256": info.sha256, "files": files}
+    size = sum(s for s, _ in staged.files.values())
+
+    def row_for(checkpoint_id: str, final: Path) -> Checkpoint:
+        return Checkpoint(sha256=checkpoint_id, owner=owner, name=name or f"checkpoint-{checkpoint_id[:12]}",
+                          path=str(final), size_bytes=size, info=meta, created_at=time.time())
+
+    return store_upload(state.store, checkpoints_root(state.settings.artifact_root), staged.dir, files, row_for)
 
 
 @router.post("", status_code=201, response_model=CheckpointPublic, responses=ERRORS, openapi_extra=MULTIPART_BODY)
@@ -77,10 +79,11 @@ async def upload_checkpoint(
 ) -> CheckpointPublic:
     """Upload config.json, model.safetensors and the tokenizer files as multipart ``files``.
 
-    The body is streamed to disk with the size cap enforced on the way (413), the weights are hashed
-    while streaming (the checkpoint's id is that sha256), and the directory is validated without
-    unpickling anything (422 with a specific ``code`` such as ``header_too_large`` or ``shape_mismatch``).
-    Uploading the same weights again answers 200 with the existing checkpoint.
+    The body is streamed to disk with the size cap enforced on the way (413), every file is hashed while
+    streaming, and the directory is validated without unpickling anything (422 with a specific ``code``
+    such as ``header_too_large`` or ``shape_mismatch``). The checkpoint's id is the sha256 of the manifest
+    of every file's name and sha256 (``mlac.checkpoint_id``): the same weights with another config or
+    tokenizer are another checkpoint. Uploading the same files again answers 200 with your existing row.
     """
     state.limiter.hit(principal.key_id, "upload")
     staging = state.staging_dir / f"ckpt-{secrets.token_hex(8)}"
@@ -92,12 +95,7 @@ async def upload_checkpoint(
         state.metrics.uploads_rejected.labels(code=exc.code).inc()
         raise
     try:
-        info = await run_in_threadpool(validate_checkpoint_dir, staging)
-        streamed_sha = staged.files.get("model.safetensors", (0, ""))[1]
-        if streamed_sha != info.sha256:
-            raise CheckpointError("the weights changed between upload and validation", code="sha_mismatch")
-        final = state.settings.artifact_root / "checkpoints" / info.sha256
-        await run_in_threadpool(_place, staging, final)
+        saved, created = await run_in_threadpool(_commit, state, principal.key_id, name, staged)
     except MlacError as exc:
         staged.discard()
         state.metrics.uploads_rejected.labels(code=exc.code).inc()
@@ -105,12 +103,6 @@ async def upload_checkpoint(
     except BaseException:
         staged.discard()
         raise
-    size = sum(s for s, _ in staged.files.values())
-    row = Checkpoint(sha256=info.sha256, owner=principal.key_id, name=name or f"checkpoint-{info.sha256[:12]}", path=str(final),
-                     size_bytes=size, info={"model_type": info.model_type, "hidden_size": info.hidden_size,
-                                            "num_parameters": info.num_parameters, "num_beneficial": info.num_beneficial,
-                                            "files": sorted(staged.files)}, created_at=time.time())
-    saved, created = await run_in_threadpool(state.store.add_checkpoint, row)
     response.status_code = 201 if created else 200
     return public(saved)
 
@@ -125,16 +117,12 @@ def list_checkpoints(state: StateDep, principal: PrincipalDep, limit: Annotated[
 
 @router.get("/{sha256}", response_model=CheckpointPublic, responses=ERRORS)
 def get_checkpoint(sha256: ShaPath, state: StateDep, principal: PrincipalDep) -> CheckpointPublic:
-    """One checkpoint by the sha256 of its weights."""
+    """One checkpoint by its id."""
     return public(state.store.get_checkpoint(sha256, principal.owner_filter))
 
 
 @router.delete("/{sha256}", status_code=204, responses=ERRORS)
 def delete_checkpoint(sha256: ShaPath, state: StateDep, principal: PrincipalDep) -> Response:
-    """Delete a checkpoint (409 while a queued or running job or a schedule uses it)."""
-    ckpt = state.store.get_checkpoint(sha256, principal.owner_filter)
-    remaining = state.store.delete_checkpoint(sha256, principal.owner_filter)
-    stored = state.settings.artifact_root / "checkpoints" / sha256
-    if remaining == 0 and Path(ckpt.path) == stored:
-        shutil.rmtree(stored, ignore_errors=True)
+    """Delete a checkpoint (409 while a queued or running job or a schedule uses it); its files go with the last row."""
+    delete_row(state.store, checkpoints_root(state.settings.artifact_root), sha256, principal.owner_filter)
     return Response(status_code=204)

@@ -66,8 +66,10 @@ async def upload_dataset(
 ) -> DatasetPublic:
     """Upload one JSONL/JSON/parquet file (multipart ``file``) with a text column and two integer label columns.
 
-    Pronouns are scrubbed and the first sentence dropped as for Bias in Bios; a file that lacks a column,
-    has non-integer labels or fewer than two classes per label gives 422 ``invalid_dataset``.
+    Pronouns are scrubbed and the first sentence dropped as for Bias in Bios. A file that is not strict JSON /
+    readable parquet, lacks a column, has a non-string text, labels that are not whole numbers, a beneficial
+    label outside 0..999, a harmful label other than 0/1, or fewer than two classes per label gives 422
+    ``invalid_dataset`` (limits: :class:`mlac.limits.DatasetLimits`).
     """
     state.limiter.hit(principal.key_id, "upload")
     if beneficial_column == harmful_column:
@@ -91,8 +93,8 @@ async def upload_dataset(
 
 @router.post("/synthetic", status_code=201, response_model=DatasetPublic, responses=ERRORS)
 def create_synthetic(body: SyntheticDatasetCreate, state: StateDep, principal: PrincipalDep) -> DatasetPublic:
-    """Generate seeded synthetic biographies (same parameters -> byte-identical data)."""
-    state.limiter.hit(principal.key_id, "upload")
+    """Generate seeded synthetic biographies (same parameters -> byte-identical data). Rate-limited before the body
+    is read (:mod:`service.guards`)."""
     params = body.model_dump(exclude={"name"})
     ds, task = generate_synthetic(SynthConfig(**params))
     return public(_store_dataset(state, principal.key_id, body.name, "synthetic", ds, task, {"generator": params}))

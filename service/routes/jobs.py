@@ -12,6 +12,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from service.checkpoint_store import dir_checkpoint
 from service.deps import PrincipalDep, StateDep
 from service.errors import NotFoundError, NotReadyError
 from service.jobspec import spec_hash, worker_spec
@@ -52,8 +53,8 @@ def public(job: Job) -> JobPublic:
 def submit_job(body: JobCreate, response: Response, state: StateDep, principal: PrincipalDep,
                idempotency_key: IdempotencyKey = None) -> JobPublic:
     """Submit a job. The same ``Idempotency-Key`` with the same body returns the first job (200); with another
-    body, 422 ``idempotency_conflict``. References to datasets and checkpoints must be your own (404)."""
-    state.limiter.hit(principal.key_id, "submit")
+    body, 422 ``idempotency_conflict``. References to datasets and checkpoints must be your own (404). The rate limit
+    is charged before the body is read (:mod:`service.guards`)."""
     worker_spec(body, state.store, principal.owner_filter)  # 404 / 422 now rather than a FAILED job later
     job, created = state.store.create_job(NewJob(
         owner=principal.key_id, kind=body.kind, spec=body.model_dump(mode="json"), spec_hash=spec_hash(body),
@@ -114,11 +115,8 @@ def job_result(job_id: JobIdPath, state: StateDep, principal: PrincipalDep) -> R
     """The result JSON: the audit's ``result.json``, or for a censor job the new checkpoint and its provenance."""
     job, folder = _result_dir(state, job_id, principal.owner_filter)
     if job.kind == "censor":
-        from mlac.models import validate_checkpoint_dir
-
-        info = validate_checkpoint_dir(folder, check_values=False)
         prov = folder / "provenance.json"
-        body = {"kind": "censor", "checkpoint_id": info.sha256,
+        body = {"kind": "censor", "checkpoint_id": dir_checkpoint(folder)[0],
                 "provenance": json.loads(prov.read_text(encoding="utf-8")) if prov.is_file() else {}}
         return Response(json.dumps(body), media_type="application/json")
     path = folder / "result.json"

@@ -12,7 +12,7 @@ from service.deps import AdminDep, StateDep
 from service.schemas import ApiKeyCreate, ApiKeyPublic, ErrorPublic
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
-ERRORS: dict[int | str, dict[str, Any]] = {c: {"model": ErrorPublic} for c in (401, 403, 404, 422)}
+ERRORS: dict[int | str, dict[str, Any]] = {c: {"model": ErrorPublic} for c in (401, 403, 404, 409, 422)}
 
 
 @router.post("", status_code=201, response_model=ApiKeyPublic, responses=ERRORS)
@@ -32,7 +32,7 @@ def list_keys(state: StateDep, admin: AdminDep) -> list[ApiKeyPublic]:
 
 @router.delete("/{key_id}", status_code=204, responses=ERRORS)
 def revoke_key(key_id: Annotated[str, PathParam(pattern=r"^key_[0-9a-f]{20}$")], state: StateDep, admin: AdminDep) -> Response:
-    """Revoke a key (effective at once in this process, within seconds in others)."""
+    """Revoke a key (effective at once in this process, within seconds in others); 409 for the last active admin key."""
     state.store.revoke_api_key(key_id)
     state.keys.forget()
     return Response(status_code=204)

@@ -70,12 +70,17 @@ class JobStore(abc.ABC):
 
     @abc.abstractmethod
     def revoke_api_key(self, key_id: str) -> None:
-        """Mark a key revoked (NotFoundError when unknown)."""
+        """Mark a key revoked (NotFoundError when unknown; ConflictError for the last active admin key, atomically,
+        so that the service always keeps an admin)."""
+
+    @abc.abstractmethod
+    def reinstate_api_key(self, key_id: str) -> None:
+        """Clear a key's revocation (start-up only: the configured admin key, when no active admin key is left)."""
 
     # -- checkpoints
     @abc.abstractmethod
     def add_checkpoint(self, ckpt: Checkpoint) -> tuple[Checkpoint, bool]:
-        """Insert (owner, sha256) once; returns (row, created)."""
+        """Insert (owner, checkpoint id) once; returns (row, created)."""
 
     @abc.abstractmethod
     def get_checkpoint(self, sha256: str, owner: str | None) -> Checkpoint:
@@ -183,7 +188,11 @@ class JobStore(abc.ABC):
 
     @abc.abstractmethod
     def active_schedules(self) -> list[Schedule]:
-        """Every schedule that is not paused (the scheduler's work list)."""
+        """Every schedule that is neither paused nor broken (the scheduler's work list)."""
+
+    @abc.abstractmethod
+    def mark_schedule_broken(self, schedule_id: str, reason: str | None) -> None:
+        """Record why a schedule cannot fire (it leaves :meth:`active_schedules`); None clears the mark."""
 
     @abc.abstractmethod
     def set_schedule_paused(self, schedule_id: str, owner: str | None, paused: bool) -> Schedule:

@@ -32,7 +32,9 @@ class ApiKey:
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """An uploaded checkpoint directory, content-addressed by the sha256 of its weights."""
+    """A key's checkpoint row. ``sha256`` is the checkpoint id: the sha256 of the manifest of all its files
+    (:mod:`mlac.checkpoint_id`; rows stored before migration 0003 keep their weights' sha256). Rows of several
+    keys share a ``path`` only when their files are byte-for-byte the same."""
 
     sha256: str
     owner: str
@@ -115,6 +117,7 @@ class Schedule:
     paused: bool
     created_at: float
     last_slot: str | None
+    broken: str | None = None  # why the scheduler cannot fire it (bad cron, zone or template); it is then skipped
 
 
 @dataclass(frozen=True)

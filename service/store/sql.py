@@ -241,7 +241,24 @@ class SqlStore(JobStore):
     @_translated
     def revoke_api_key(self, key_id: str) -> None:
         with self._write() as conn:
-            if conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(revoked=True)).rowcount == 0:
+            key = conn.execute(select(api_keys.c.is_admin, api_keys.c.revoked).where(api_keys.c.id == key_id)).first()
+            if key is None:
+                raise NotFoundError(f"API key {key_id} not found")
+            if key.is_admin and not key.revoked:
+                # FOR UPDATE: two admins revoking each other at once on PostgreSQL wait for each other and the
+                # second sees the first's revocation (SQLite's BEGIN IMMEDIATE already serialises writers)
+                active = conn.execute(select(api_keys.c.id).where(api_keys.c.is_admin.is_(True), api_keys.c.revoked.is_(False))
+                                      .with_for_update()).all()
+                if len(active) <= 1:
+                    raise ConflictError(f"API key {key_id} is the last active admin key: revoking it would lock every admin "
+                                        "out, also after a restart; create another admin key first "
+                                        "(POST /v1/keys with is_admin true), then revoke this one with it")
+            conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(revoked=True))
+
+    @_translated
+    def reinstate_api_key(self, key_id: str) -> None:
+        with self._write() as conn:
+            if conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(revoked=False)).rowcount == 0:
                 raise NotFoundError(f"API key {key_id} not found")
 
     # -- checkpoints
@@ -283,11 +300,11 @@ class SqlStore(JobStore):
             total = int(conn.execute(c).scalar_one())
         return items, total
 
-    def _schedules_using(self, conn: Connection, key: str, value: str) -> bool:
-        for (template,) in conn.execute(select(schedules.c.template)):
-            if isinstance(template, dict) and template.get(key) == value:
-                return True
-        return False
+    def _schedules_using(self, conn: Connection, key: str, value: str, owner: str | None = None) -> bool:
+        q = select(schedules.c.template)
+        if owner is not None:  # identical checkpoints share an id across keys: only the owner's schedules count
+            q = q.where(schedules.c.owner == owner)
+        return any(isinstance(template, dict) and template.get(key) == value for (template,) in conn.execute(q))
 
     @_translated
     def delete_checkpoint(self, sha256: str, owner: str | None) -> int:
@@ -301,7 +318,7 @@ class SqlStore(JobStore):
             busy = select(func.count()).select_from(jobs).where(jobs.c.checkpoint_sha == sha256, jobs.c.state.in_(ACTIVE))
             if owner is not None:
                 busy = busy.where(jobs.c.owner == owner)
-            if conn.execute(busy).scalar_one() or self._schedules_using(conn, "checkpoint_id", sha256):
+            if conn.execute(busy).scalar_one() or self._schedules_using(conn, "checkpoint_id", sha256, owner):
                 raise ConflictError(f"checkpoint {sha256} is used by a queued or running job or a schedule; "
                                     "cancel or wait for the job (or delete the schedule) first")
             conn.execute(delete(checkpoints).where(checkpoints.c.pk.in_(pks)))
@@ -561,7 +578,16 @@ class SqlStore(JobStore):
     @_translated
     def active_schedules(self) -> list[Schedule]:
         with self._read() as conn:
-            return [Schedule(**r) for r in conn.execute(select(schedules).where(schedules.c.paused.is_(False))).mappings()]
+            rows = conn.execute(select(schedules).where(schedules.c.paused.is_(False), schedules.c.broken.is_(None))
+                                .order_by(schedules.c.created_at)).mappings()
+            return [Schedule(**r) for r in rows]
+
+    @_translated
+    def mark_schedule_broken(self, schedule_id: str, reason: str | None) -> None:
+        with self._write() as conn:
+            values = {"broken": None if reason is None else reason[:2000]}
+            if conn.execute(update(schedules).where(schedules.c.id == schedule_id).values(**values)).rowcount == 0:
+                raise NotFoundError(f"schedule {schedule_id} not found")
 
     @_translated
     def set_schedule_paused(self, schedule_id: str, owner: str | None, paused: bool) -> Schedule:

@@ -77,6 +77,7 @@ schedules = Table(
     Column("paused", Boolean, nullable=False, default=False),
     Column("created_at", Float, nullable=False),
     Column("last_slot", String(40), nullable=True),
+    Column("broken", Text, nullable=True),  # migration 0002: why the row cannot fire (then skipped)
     Index("ix_schedules_owner", "owner"),
 )
 

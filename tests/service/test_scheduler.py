@@ -8,8 +8,18 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from mlac.errors import ConfigError
-from service.scheduler import Scheduler, check_cron, job_from_template, latest_slot, next_slots, slot_key
+from service.scheduler import (
+    Scheduler,
+    check_cron,
+    check_schedule,
+    job_from_template,
+    latest_slot,
+    next_slots,
+    slot_key,
+)
 from service.store.records import DatasetRec, Schedule
+
+from .conftest import ADMIN_KEY
 
 T0 = datetime(2030, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
 
@@ -112,3 +122,92 @@ def test_schedule_api_next_runs_past_runs_pause_resume(client) -> None:
     assert client.get(f"/v1/jobs?schedule_id={sid}", headers=auth()).json()["total"] == 1
     assert client.delete(f"/v1/schedules/{sid}", headers=auth()).status_code == 204
     assert client.get(f"/v1/schedules/{sid}", headers=auth()).status_code == 404
+
+
+def test_horizon_refuses_crons_that_never_fire_and_keeps_feb_29() -> None:
+    for cron in ("0 0 30 2 *", "0 0 30,31 2 *", "0 0 31 4,6,9,11 *"):
+        with pytest.raises(ConfigError, match="never fires"):
+            check_schedule(cron, "UTC", T0)
+    # Feb 29 is the rarest date a 5-field cron can name: 4 years apart, 8 across 2100 (not a leap year)
+    check_schedule("0 0 29 2 *", "UTC", T0)
+    check_schedule("0 0 29 2 *", "Pacific/Kiritimati", datetime(2096, 2, 29, 0, 0, 1, tzinfo=timezone.utc))
+    assert next_slots("0 0 29 2 *", "UTC", datetime(2096, 3, 1, tzinfo=timezone.utc), 1) == ["2104-02-29T00:00:00Z"]
+    for tz in ("Etc", "America", "Mars/Olympus", "localtime"):  # folders and host-dependent names are no zones
+        with pytest.raises(ConfigError, match="time zone"):
+            check_schedule("0 3 * * *", tz, T0)
+
+
+def test_schedule_api_refuses_never_firing_crons_and_bad_zones_with_422_and_stores_nothing(client) -> None:
+    from .conftest import auth
+
+    ds = client.post("/v1/datasets/synthetic", json={"n_bios": 200}, headers=auth()).json()["id"]
+    body = {"name": "n", "cron": "0 3 * * *", "timezone": "UTC",
+            "job": {"kind": "audit", "dataset_id": ds, "audit": {"baselines": ["random"], "tiny_base": True}}}
+    for change in ({"cron": "0 0 30 2 *"}, {"cron": "0 0 31 4,6,9,11 *"}, {"timezone": "Etc"}, {"timezone": "Mars/Olympus"}):
+        r = client.post("/v1/schedules", json={**body, **change}, headers=auth())
+        assert r.status_code == 422, (change, r.text)
+        error = r.json()["error"]
+        assert error["code"] == "invalid_config" and next(iter(change.values())) in error["message"], error
+    assert client.get("/v1/schedules", headers=auth()).json()["total"] == 0
+    leap = client.post("/v1/schedules", json={**body, "cron": "0 0 29 2 *"}, headers=auth())
+    assert leap.status_code == 201, leap.text
+    assert leap.json()["broken"] is None
+    assert all(s.endswith("-02-29T00:00:00Z") for s in leap.json()["next_runs"]) and len(leap.json()["next_runs"]) == 5
+
+
+def test_a_poison_row_is_marked_broken_and_never_stops_the_others(client) -> None:
+    """Rows written before validation (or corrupted) beside a good one: the good one fires, listing works."""
+    from .conftest import auth
+
+    ctx = client.app.state.ctx
+    ctx.dispatcher.max_running = 0  # record jobs only
+    alice = client.post("/v1/keys", json={"name": "alice"}, headers=auth()).json()
+    ds = client.post("/v1/datasets/synthetic", json={"n_bios": 200}, headers=auth(alice["key"])).json()["id"]
+    template = {"kind": "audit", "dataset_id": ds, "audit": {"baselines": ["random"], "tiny_base": True}}
+    created = (T0 - timedelta(hours=5)).timestamp()
+
+    def row(n: int, cron: str, tz: str = "UTC", tmpl: object = template) -> Schedule:
+        return ctx.store.add_schedule(Schedule(id=f"sch_{n:020d}", owner=alice["id"], name=f"s{n}", cron=cron, timezone=tz,
+                                               template=tmpl, webhook_url=None, paused=False,  # type: ignore[arg-type]
+                                               created_at=created + n, last_slot=None))
+
+    poison = {row(1, "0 0 30 2 *").id: "never fires", row(2, "0 * * * *", tz="Etc").id: "time zone",
+              row(3, "0 * * * *", tmpl={"kind": "nope"}).id: "job template", row(4, "0 * * * *", tmpl="x").id: "job template"}
+    good = row(5, "0 * * * *")
+
+    def listing(key: str) -> dict[str, dict]:
+        r = client.get("/v1/schedules", headers=auth(key))
+        assert r.status_code == 200, r.text
+        assert r.json()["total"] == 5
+        return {s["id"]: s for s in r.json()["items"]}
+
+    for key in (ADMIN_KEY, alice["key"]):  # before the scheduler saw them: found when read
+        items = listing(key)
+        for sid, why in poison.items():
+            assert why in (items[sid]["broken"] or ""), items[sid]
+            assert items[sid]["next_runs"] == []
+        assert items[good.id]["broken"] is None and len(items[good.id]["next_runs"]) == 5
+
+    ctx.scheduler.clock = clock = FrozenClock(T0 + timedelta(minutes=1))
+    assert [j.schedule_id for j in ctx.scheduler.tick()] == [good.id]
+    for sid, why in poison.items():
+        assert why in (ctx.store.get_schedule(sid, None).broken or "")
+    assert [s.id for s in ctx.store.active_schedules()] == [good.id]  # broken rows are skipped from now on
+    clock.now = T0 + timedelta(hours=1, minutes=1)
+    assert [j.schedule_id for j in ctx.scheduler.tick()] == [good.id]
+    for key in (ADMIN_KEY, alice["key"]):
+        items = listing(key)
+        assert all(why in (items[sid]["broken"] or "") for sid, why in poison.items())
+        got = client.get(f"/v1/schedules/{next(iter(poison))}", headers=auth(key))
+        assert got.status_code == 200 and "never fires" in got.json()["broken"]
+    assert client.get(f"/v1/jobs?schedule_id={good.id}", headers=auth(alice["key"])).json()["total"] == 2
+    # resume checks a broken row again: still bad -> 422 and still broken; fine now (say, after a tzdata
+    # update) -> the mark is cleared and the scheduler takes it back
+    bad = client.post(f"/v1/schedules/{next(iter(poison))}/resume", headers=auth(alice["key"]))
+    assert bad.status_code == 422 and "never fires" in bad.json()["error"]["message"]
+    assert ctx.store.get_schedule(next(iter(poison)), None).broken is not None
+    ctx.store.mark_schedule_broken(good.id, "unknown time zone 'UTC'")
+    assert ctx.store.active_schedules() == []
+    resumed = client.post(f"/v1/schedules/{good.id}/resume", headers=auth(alice["key"]))
+    assert resumed.status_code == 200 and resumed.json()["broken"] is None and len(resumed.json()["next_runs"]) == 5
+    assert [s.id for s in ctx.store.active_schedules()] == [good.id]

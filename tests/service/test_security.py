@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -86,6 +87,7 @@ def test_cross_key_access_is_404_and_admin_sees_all(client: TestClient, tiny_che
         assert client.get(url, headers=auth(alice)).status_code == 200, url
         assert client.get(url, headers=auth(ADMIN_KEY)).status_code == 200, url
     assert client.delete(f"/v1/datasets/{ds}", headers=auth(bob)).status_code == 404
+    assert client.delete(f"/v1/checkpoints/{ck}", headers=auth(bob)).status_code == 404
     assert client.post(f"/v1/jobs/{job_id}/cancel", headers=auth(bob)).status_code == 404
     r = client.post("/v1/jobs", json={"kind": "audit", "dataset_id": ds, "checkpoint_id": ck}, headers=auth(bob))
     assert r.status_code == 404  # bob cannot use alice's dataset
@@ -205,7 +207,10 @@ def test_good_checkpoint_is_content_addressed_and_delete_is_guarded(client: Test
     assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
     from mlac.models.provenance import sha256_file
 
-    assert first.json()["id"] == sha256_file(tiny_checkpoint / "model.safetensors")
+    # the documented id: sha256 of the manifest of every file (sha256sum lines, sorted by name)
+    lines = "".join(f"{sha256_file(p)}  {p.name}\n" for p in sorted(tiny_checkpoint.iterdir()) if p.is_file())
+    assert first.json()["id"] == first.json()["sha256"] == hashlib.sha256(f"mlac-checkpoint-manifest/1\n{lines}".encode()).hexdigest()
+    assert first.json()["weights_sha256"] == sha256_file(tiny_checkpoint / "model.safetensors")
     ck = first.json()["id"]
     ds = client.post("/v1/datasets/synthetic", json={"n_bios": 200}, headers=auth()).json()["id"]
     client.app.state.ctx.dispatcher.max_running = 0  # keep the job QUEUED (nothing dispatched)
@@ -216,6 +221,21 @@ def test_good_checkpoint_is_content_addressed_and_delete_is_guarded(client: Test
     assert client.delete(f"/v1/checkpoints/{ck}", headers=auth()).status_code == 204
     assert client.get(f"/v1/checkpoints/{ck}", headers=auth()).status_code == 404
     assert not (client.app.state.ctx.settings.artifact_root / "checkpoints" / ck).exists()
+
+
+def test_a_censored_checkpoint_gets_the_id_its_files_would_get_uploaded(client: TestClient, tiny_checkpoint: Path,
+                                                                        tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    out = tmp_path / "jobs" / "job_1" / "censored"
+    shutil.copytree(tiny_checkpoint, out)
+    (out / "mlac_resume").mkdir()  # the training's resume state is not part of the checkpoint
+    (out / "mlac_resume" / "state.json").write_text("{}")
+    ctx = client.app.state.ctx
+    ctx.dispatcher.sink._register_censored(SimpleNamespace(owner="key_censor", id="job_1"), str(out))
+    uploaded = client.post("/v1/checkpoints", files=checkpoint_files(tiny_checkpoint), headers=auth()).json()
+    row = ctx.store.get_checkpoint(uploaded["id"], "key_censor")
+    assert row.path == str(out) and row.info["weights_sha256"] == uploaded["weights_sha256"]
 
 
 def test_unknown_fields_and_out_of_range_values_are_422(client: TestClient) -> None:
@@ -272,3 +292,137 @@ def test_rate_limit_answers_429_with_retry_after(tmp_path: Path) -> None:
         r = client.post("/v1/jobs", json=body, headers=auth())
         assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limited"
         assert 1 <= int(r.headers["Retry-After"]) <= 60
+
+
+def test_the_last_active_admin_key_cannot_be_revoked(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    with TestClient(create_app(settings)) as client:
+        admin_id = next(k["id"] for k in client.get("/v1/keys", headers=auth()).json() if k["is_admin"])
+        r = client.delete(f"/v1/keys/{admin_id}", headers=auth())
+        assert r.status_code == 409, r.text
+        assert r.json()["error"]["code"] == "conflict" and "last active admin key" in r.json()["error"]["message"]
+        assert client.get("/v1/keys", headers=auth()).status_code == 200  # not locked out
+        user = client.post("/v1/keys", json={"name": "user"}, headers=auth()).json()
+        assert client.delete(f"/v1/keys/{user['id']}", headers=auth()).status_code == 204  # other keys: as before
+        ops = client.post("/v1/keys", json={"name": "ops", "is_admin": True}, headers=auth()).json()
+        assert client.delete(f"/v1/keys/{admin_id}", headers=auth(ops["key"])).status_code == 204  # one remains
+        assert client.get("/v1/keys", headers=auth()).status_code == 401
+        assert client.delete(f"/v1/keys/{ops['id']}", headers=auth(ops["key"])).status_code == 409
+    with TestClient(create_app(settings)) as client:  # a restart keeps the revocation: another admin exists
+        assert client.get("/v1/keys", headers=auth()).status_code == 401
+        assert client.get("/v1/keys", headers=auth(ops["key"])).status_code == 200
+
+
+def test_a_database_left_without_an_admin_gets_the_configured_key_back(tmp_path: Path) -> None:
+    """Before the guard an admin could revoke the last admin key; the next start reinstates the configured one."""
+    from sqlalchemy import update
+
+    from service.store.tables import api_keys
+
+    settings = make_settings(tmp_path)
+    with TestClient(create_app(settings)) as client, client.app.state.ctx.store.engine.begin() as conn:
+        conn.execute(update(api_keys).values(revoked=True))  # what the old DELETE /v1/keys/{id} allowed
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/v1/keys", headers=auth()).status_code == 200
+
+
+def _variant(src: Path, dst: Path, **config: object) -> Path:
+    """A copy of the checkpoint ``src`` with the same weights and ``config`` merged into its config.json."""
+    shutil.copytree(src, dst)
+    cfg = json.loads((dst / "config.json").read_text(encoding="utf-8"))
+    mlac_meta = config.pop("mlac", {})
+    cfg.update(config)
+    cfg.setdefault("mlac", {}).update(mlac_meta)
+    (dst / "config.json").write_text(json.dumps(cfg), encoding="utf-8")
+    return dst
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def _loaded_dir(client: TestClient, key: str, ck: str) -> Path:
+    """The directory a censor job of ``key`` on checkpoint ``ck`` loads, resolved as the dispatcher resolves it."""
+    from service.jobspec import worker_spec
+    from service.schemas import JobCreate
+
+    ds = client.post("/v1/datasets/synthetic", json={"n_bios": 200}, headers=auth(key)).json()["id"]
+    client.app.state.ctx.dispatcher.max_running = 0  # resolve only: nothing runs
+    job = client.post("/v1/jobs", json={"kind": "censor", "dataset_id": ds, "checkpoint_id": ck}, headers=auth(key))
+    assert job.status_code == 201, job.text
+    assert client.post(f"/v1/jobs/{job.json()['id']}/cancel", headers=auth(key)).status_code == 202
+    body = JobCreate.model_validate(job.json()["request"])
+    return Path(worker_spec(body, client.app.state.ctx.store, job.json()["owner"])["base"])
+
+
+def test_same_weights_with_another_config_get_their_own_checkpoint(client: TestClient, tiny_checkpoint: Path,
+                                                                 tmp_path: Path) -> None:
+    """Cross-tenant poisoning: the first uploader of some weights must not decide another tenant's config."""
+    alice, bob = new_key(client, "alice"), new_key(client, "bob")
+    relu = _variant(tiny_checkpoint, tmp_path / "relu", hidden_act="relu", mlac={"pooling": "cls"})
+    a = client.post("/v1/checkpoints", files=checkpoint_files(tiny_checkpoint), headers=auth(alice))
+    b = client.post("/v1/checkpoints", files=checkpoint_files(relu), headers=auth(bob))
+    assert a.status_code == 201 and b.status_code == 201, (a.text, b.text)
+    a_dir, b_dir = _loaded_dir(client, alice, a.json()["id"]), _loaded_dir(client, bob, b.json()["id"])
+    assert _files(b_dir) == _files(relu)  # bob's jobs load bob's bytes (hidden_act=relu, pooling=cls)
+    assert _files(a_dir) == _files(tiny_checkpoint)
+    assert a.json()["id"] != b.json()["id"] and a_dir != b_dir
+    assert a.json()["weights_sha256"] == b.json()["weights_sha256"]
+    assert client.get(f"/v1/checkpoints/{a.json()['id']}", headers=auth(bob)).status_code == 404
+    assert client.delete(f"/v1/checkpoints/{a.json()['id']}", headers=auth(alice)).status_code == 204
+    assert not a_dir.exists() and _files(b_dir) == _files(relu)
+    assert _loaded_dir(client, bob, b.json()["id"]) == b_dir
+    assert client.delete(f"/v1/checkpoints/{b.json()['id']}", headers=auth(bob)).status_code == 204
+    assert not b_dir.exists()
+
+
+def test_identical_uploads_share_files_and_each_tenant_owns_a_row(client: TestClient, tiny_checkpoint: Path) -> None:
+    alice, bob = new_key(client, "alice"), new_key(client, "bob")
+    a = client.post("/v1/checkpoints", files=checkpoint_files(tiny_checkpoint), headers=auth(alice), params={"name": "a"})
+    b = client.post("/v1/checkpoints", files=checkpoint_files(tiny_checkpoint), headers=auth(bob), params={"name": "b"})
+    assert (a.status_code, b.status_code) == (201, 201)  # 201 for bob too: no hint that someone else has it
+    ck = a.json()["id"]
+    assert b.json()["id"] == ck
+    assert [client.get(f"/v1/checkpoints/{ck}", headers=auth(k)).json()["name"] for k in (alice, bob)] == ["a", "b"]
+    stored = _loaded_dir(client, alice, ck)
+    assert _loaded_dir(client, bob, ck) == stored and _files(stored) == _files(tiny_checkpoint)
+    assert client.delete(f"/v1/checkpoints/{ck}", headers=auth(bob)).status_code == 204
+    assert client.get(f"/v1/checkpoints/{ck}", headers=auth(bob)).status_code == 404
+    assert client.delete(f"/v1/checkpoints/{ck}", headers=auth(bob)).status_code == 404
+    assert client.get(f"/v1/checkpoints/{ck}", headers=auth(alice)).status_code == 200
+    assert _files(stored) == _files(tiny_checkpoint)  # alice's row still stands on the shared files
+    assert client.delete(f"/v1/checkpoints/{ck}", headers=auth(alice)).status_code == 204
+    assert not stored.exists()
+
+
+def test_a_stored_copy_that_differs_is_never_reused(client: TestClient, tiny_checkpoint: Path) -> None:
+    """Dedup compares bytes: a stored directory that no longer matches its address is replaced, not trusted."""
+    alice, bob = new_key(client, "alice"), new_key(client, "bob")
+    ck = client.post("/v1/checkpoints", files=checkpoint_files(tiny_checkpoint), headers=auth(alice)).json()["id"]
+    stored = _loaded_dir(client, alice, ck)
+    cfg = json.loads((stored / "config.json").read_text(encoding="utf-8"))
+    (stored / "config.json").write_text(json.dumps({**cfg, "hidden_act": "relu"}), encoding="utf-8")
+    assert client.post("/v1/checkpoints", files=checkpoint_files(tiny_checkpoint), headers=auth(bob)).status_code == 201
+    assert _files(_loaded_dir(client, bob, ck)) == _files(tiny_checkpoint)
+
+
+def test_concurrent_identical_uploads_make_one_copy_and_a_row_each(client: TestClient, tiny_checkpoint: Path) -> None:
+    keys = [new_key(client, f"user{i}") for i in range(4)]
+    barrier = threading.Barrier(len(keys))
+    answers: list[tuple[int, str]] = []
+
+    def upload(key: str) -> None:
+        barrier.wait()
+        r = client.post("/v1/checkpoints", files=checkpoint_files(tiny_checkpoint), headers=auth(key))
+        answers.append((r.status_code, r.json().get("id", r.text)))
+
+    threads = [threading.Thread(target=upload, args=(k,)) for k in keys]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [code for code, _ in answers] == [201] * len(keys) and len({ck for _, ck in answers}) == 1
+    data = client.app.state.ctx.settings.data_dir
+    assert [p.name for p in (data / "artifacts" / "checkpoints").iterdir() if not p.name.startswith(".")] == [answers[0][1]]
+    assert not (data / "staging").exists() or list((data / "staging").iterdir()) == []
+    assert client.get("/v1/checkpoints", headers=auth()).json()["total"] == len(keys)

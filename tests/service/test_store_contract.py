@@ -186,6 +186,52 @@ def test_checkpoint_content_addressing_and_delete_guard(store) -> None:
     assert store.delete_checkpoint("a" * 64, None) == 0
 
 
+def test_identical_checkpoints_of_two_keys_are_guarded_by_their_own_jobs_and_schedules(store) -> None:
+    """Identical uploads share an id across keys: one key's schedule must not pin (or reveal) another's row."""
+    store.add_checkpoint(_ckpt(owner="key_a"))
+    store.add_checkpoint(_ckpt(owner="key_b"))
+    store.add_schedule(_schedule(owner="key_a", checkpoint_id="a" * 64))
+    with pytest.raises(ConflictError):
+        store.delete_checkpoint("a" * 64, "key_a")
+    assert store.delete_checkpoint("a" * 64, "key_b") == 1
+    with pytest.raises(NotFoundError):
+        store.get_checkpoint("a" * 64, "key_b")
+    assert store.get_checkpoint("a" * 64, "key_a").owner == "key_a"
+
+
+def test_migration_0003_marks_rows_standing_on_another_keys_upload(store_url: str) -> None:
+    """Rows from when ids were the weights' sha256: the first uploader's directory stood behind later keys' rows."""
+    from sqlalchemy import create_engine, insert
+
+    from service.errors import ConflictError as Conflict
+    from service.jobspec import checkpoint_path
+    from service.store import migrate, normalize_url
+    from service.store.tables import checkpoints
+
+    engine = create_engine(normalize_url(store_url))
+    migrate.upgrade(engine, "0001")
+    w, v = "1" * 64, "2" * 64
+    rows = [("key_a", w, "/c/" + w, 1.0), ("key_b", w, "/c/" + w, 2.0), ("key_c", w, "/c/" + w, 3.0),
+            ("key_b", v, "/c/" + v, 4.0), ("key_a", v, "/jobs/job_1/censored", 5.0)]
+    with engine.begin() as conn:
+        for owner, sha, path, t in rows:
+            conn.execute(insert(checkpoints).values(sha256=sha, owner=owner, name="m", path=path, size_bytes=1,
+                                                    info={"files": ["config.json"]}, created_at=t))
+    engine.dispose()
+    store = get_store(store_url)
+    try:
+        got = {(c.owner, c.sha256): c.info for c in store.list_checkpoints(None, 10, 0)[0]}
+        assert {k: i.get("legacy_shared", False) for k, i in got.items()} == {
+            ("key_a", w): False, ("key_b", w): True, ("key_c", w): True, ("key_b", v): False, ("key_a", v): False}
+        assert all(i["weights_sha256"] == sha for (_, sha), i in got.items())
+        assert checkpoint_path(store, w, "key_a") == "/c/" + w
+        with pytest.raises(Conflict) as refused:
+            checkpoint_path(store, w, "key_b")
+        assert refused.value.code == "reupload_required"
+    finally:
+        store.close()
+
+
 def test_dataset_delete_guard(store) -> None:
     ds = DatasetRec(id="ds_1", owner="key_a", name="d", source="synthetic", path="/d", num_rows=3, fingerprint="f",
                     info={}, created_at=time.time())
@@ -231,6 +277,52 @@ def test_api_keys_by_hash_and_revocation(store) -> None:
     assert store.api_key_by_hash("f" * 64) is None
     with pytest.raises(NotFoundError):
         store.revoke_api_key("key_missing")
+
+
+def test_the_last_active_admin_key_cannot_be_revoked_even_concurrently(store) -> None:
+    from sqlalchemy import update
+
+    from service.store.tables import api_keys
+
+    a, b = store.add_api_key("a", "a" * 64, True), store.add_api_key("b", "b" * 64, True)
+    with pytest.raises(NotFoundError):
+        store.revoke_api_key("key_missing")
+    outcome: list[str] = []
+
+    def revoke_b() -> None:
+        try:
+            store.revoke_api_key(b.id)
+            outcome.append("revoked")
+        except ConflictError:
+            outcome.append("conflict")
+
+    # a revocation of ``a`` in flight (uncommitted) while ``b`` is revoked: the second must wait and then refuse
+    with store.engine.connect().execution_options(immediate=True) as conn, conn.begin():
+        conn.execute(update(api_keys).where(api_keys.c.id == a.id).values(revoked=True))
+        thread = threading.Thread(target=revoke_b)
+        thread.start()
+        time.sleep(0.5)
+    thread.join()
+    assert outcome == ["conflict"]
+    assert [k.id for k in store.list_api_keys() if k.is_admin and not k.revoked] == [b.id]
+    with pytest.raises(ConflictError, match="last active admin key"):
+        store.revoke_api_key(b.id)
+    store.reinstate_api_key(a.id)
+    store.revoke_api_key(b.id)  # another admin is active again
+    assert store.api_key_by_hash(b.key_hash) is None and store.api_key_by_hash(a.key_hash) is not None
+
+
+def test_a_broken_schedule_leaves_the_work_list_until_cleared(store) -> None:
+    store.add_schedule(_schedule("sch_1"))
+    store.add_schedule(_schedule("sch_2"))
+    store.mark_schedule_broken("sch_1", "cron expression '0 0 30 2 *' never fires")
+    assert [s.id for s in store.active_schedules()] == ["sch_2"]
+    assert store.get_schedule("sch_1", "key_a").broken == "cron expression '0 0 30 2 *' never fires"
+    assert {s.id: s.broken for s in store.list_schedules("key_a")[0]}["sch_2"] is None
+    store.mark_schedule_broken("sch_1", None)
+    assert [s.id for s in store.active_schedules()] == ["sch_1", "sch_2"]
+    with pytest.raises(NotFoundError):
+        store.mark_schedule_broken("sch_missing", "x")
 
 
 def test_driver_errors_are_translated(tmp_path) -> None:

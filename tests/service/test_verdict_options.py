@@ -27,10 +27,10 @@ def _body(**audit: object) -> JobCreate:
 
 
 def test_verdict_options_override_the_default_policy(tmp_path: Path) -> None:
-    request = audit_request(_body(verdict={"delta_random": 0.2, "statistic": "ci"}), OneDatasetStore(),  # type: ignore[arg-type]
-                            None, str(tmp_path / "d.parquet"))
+    request = audit_request(_body(verdict={"delta_random": 0.2, "statistic": "ci", "competence_margin": 0.1}),
+                            OneDatasetStore(), None, str(tmp_path / "d.parquet"))  # type: ignore[arg-type]
     assert request["verdict"] == {"delta_random": 0.2, "epsilon_beneficial": 0.05, "statistic": "ci",
-                                  "min_data_cost_multiplier": None}
+                                  "min_data_cost_multiplier": None, "competence_margin": 0.1, "collapse_margin": 0.02}
     default = audit_request(_body(), OneDatasetStore(), None, str(tmp_path / "d.parquet"))  # type: ignore[arg-type]
     assert default["verdict"]["delta_random"] == 0.05
 
