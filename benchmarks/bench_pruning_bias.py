@@ -9,7 +9,6 @@ the prune rule every spec carries, patience). Deterministic: no torch, the same 
 
 from __future__ import annotations
 
-import math
 import statistics
 from unittest import mock
 
@@ -17,19 +16,7 @@ import optuna
 
 import mlac.audit.search as search
 from mlac.audit.search import SearchConfig
-from tests.unit.audit.test_pruning_bias import BUDGET, SEEDS, best_found
-
-
-def counting_pruned_since_best(trials: list[optuna.trial.FrozenTrial]) -> int:
-    """Patience as before the fix: pruned trials count as trials without improvement."""
-    best, since = -math.inf, 0
-    for t in sorted(trials, key=lambda t: t.number):
-        value = t.value if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None else None
-        if value is not None and value > best:
-            best, since = value, 0
-        else:
-            since += 1
-    return since
+from tests.unit.audit.test_pruning_bias import BUDGET, SEEDS, best_found, counting_pruned_since_best
 
 
 def main() -> None:

@@ -17,17 +17,11 @@ import re
 from collections.abc import Collection, Mapping
 from pathlib import Path
 
+from mlac.models.provenance import sha256_file
+
 MANIFEST_HEADER = "mlac-checkpoint-manifest/1\n"
 _NAME = re.compile(r"(?!\.\.?\Z)[^/\\\x00-\x1f\x7f]{1,255}")
 _SHA = re.compile(r"[0-9a-f]{64}")
-
-
-def _sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def manifest(files: Mapping[str, str]) -> bytes:
@@ -56,7 +50,7 @@ def dir_files(path: str | Path, names: Collection[str] | None = None,
     out: dict[str, str] = {}
     for p in sorted(Path(path).iterdir()):
         if p.is_file() and not p.is_symlink() and (names is None or p.name in names):
-            out[p.name] = known.get(p.name) or _sha256_file(p)
+            out[p.name] = known.get(p.name) or sha256_file(p)
     return out
 
 

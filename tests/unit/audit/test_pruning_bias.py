@@ -64,6 +64,18 @@ class SyntheticExecutor:
         return out
 
 
+def counting_pruned_since_best(trials: list[optuna.trial.FrozenTrial]) -> int:
+    """Patience as before the fix: pruned trials count as trials without improvement."""
+    best, since = -math.inf, 0
+    for t in sorted(trials, key=lambda t: t.number):
+        value = t.value if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None else None
+        if value is not None and value > best:
+            best, since = value, 0
+        else:
+            since += 1
+    return since
+
+
 def best_found(config: SearchConfig, seed: int) -> float:
     key = StudyKey("defended", "-", "harmful", 100, seed)
     spec = TrialSpec(checkpoint="-", dataset="-", task="harmful", n=100, subset_seed=0, params={}, trial_seed=0,
@@ -96,17 +108,7 @@ def test_negative_control_the_old_rule_kills_late_starters(unpruned: SearchConfi
     """No warm-up and pruned trials counted toward patience (the rule before this fix) loses far more."""
     import mlac.audit.search as search
 
-    def old_since_best(trials: list[optuna.trial.FrozenTrial]) -> int:
-        best, since = -math.inf, 0
-        for t in sorted(trials, key=lambda t: t.number):
-            value = t.value if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None else None
-            if value is not None and value > best:
-                best, since = value, 0
-            else:
-                since += 1
-        return since
-
-    monkeypatch.setattr(search, "_since_best", old_since_best)
+    monkeypatch.setattr(search, "_since_best", counting_pruned_since_best)
     loss = mean_loss(SearchConfig(**BUDGET, prune_warmup_fraction=0.0), unpruned)
     print(f"old rule: mean best-accuracy loss vs unpruned {loss:+.4f}")
     assert loss > 3 * MAX_LOSS
