@@ -1,4 +1,5 @@
-"""``GET /v1/health`` (no auth) and ``GET /metrics`` (Prometheus, auth)."""
+"""``GET /v1/health`` (no auth) and ``GET /metrics`` (Prometheus, admin key only: the job counts and request
+rates span every tenant)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from fastapi import APIRouter, Response
 from starlette.concurrency import run_in_threadpool
 
 from mlac import __version__
-from service.deps import PrincipalDep, StateDep
+from service.deps import AdminDep, StateDep
 from service.schemas import Health
 from service.store.records import STATES
 
@@ -21,8 +22,9 @@ async def health(state: StateDep) -> Health:
 
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
-async def metrics(state: StateDep, principal: PrincipalDep) -> Response:
-    """Prometheus exposition (scrape with the API key as a bearer token)."""
+async def metrics(state: StateDep, admin: AdminDep) -> Response:
+    """Prometheus exposition (scrape with the admin API key as a bearer token; other keys get 403: the numbers
+    cover every tenant's jobs and traffic)."""
 
     def counts() -> dict[str, int]:
         return {s: state.store.list_jobs(None, state=s, limit=1)[1] for s in STATES}

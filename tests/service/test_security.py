@@ -94,6 +94,8 @@ def test_cross_key_access_is_404_and_admin_sees_all(client: TestClient, tiny_che
     assert client.get("/v1/jobs", headers=auth(bob)).json()["total"] == 0
     assert client.get("/v1/jobs", headers=auth(ADMIN_KEY)).json()["total"] == 1
     assert client.post("/v1/keys", json={"name": "x"}, headers=auth(bob)).status_code == 403
+    assert client.get("/metrics", headers=auth(bob)).status_code == 403  # every tenant's counts: admin only
+    assert client.get("/metrics", headers=auth(ADMIN_KEY)).status_code == 200
 
 
 def _leftovers(client: TestClient) -> list[Path]:
