@@ -516,6 +516,8 @@ class StudyDriver:
             self.study.sampler = self._sampler(frozen.number)  # only used if the crash came before suggest
             trial = optuna.Trial(self.study, frozen._trial_id)
             params = self.space.suggest(trial)
+            if "attack_params" not in frozen.user_attrs:  # the crash came before the ask stored them
+                trial.set_user_attr("attack_params", params.to_dict())
             self._asked.append((trial, params))
             rule = self._prune_rule(int(frozen.user_attrs.get("batch_start", frozen.number)))
             specs.append(self._spec(params, self._trial_seed(frozen.number), rule))
@@ -534,8 +536,8 @@ class StudyDriver:
         """Results of the batch :meth:`next_specs` returned last, in the same order."""
         self.executed_now += len(results)
         if self.phase == "search":
-            for (trial, params), result in zip(self._asked, results, strict=True):
-                self._tell(trial, params, result)
+            for (trial, _), result in zip(self._asked, results, strict=True):
+                self._tell(trial, result)
             self._asked = []
         elif self.phase == "reruns":
             assert self._best is not None  # set when the reruns were asked for
@@ -547,8 +549,8 @@ class StudyDriver:
             self.study.set_user_attr("reruns", {"trial": self._best.number, "results": keep})
             self._reruns, self.phase = keep, "done"
 
-    def _tell(self, trial: optuna.Trial, params: AttackParams, result: dict[str, Any]) -> None:
-        trial.set_user_attr("attack_params", params.to_dict())
+    def _tell(self, trial: optuna.Trial, result: dict[str, Any]) -> None:
+        """Record ``result`` (the parameters were stored when the trial was asked)."""
         if not result.get("ok"):
             trial.set_user_attr("error", str(result.get("error", "unknown error"))[-8000:])
             self.study.tell(trial, state=TrialState.FAIL)
