@@ -17,6 +17,9 @@ MiB = 1024 * 1024
 MAX_JSON_DEPTH = 32
 #: Longest integer literal accepted in JSON (20 digits hold every 64-bit value; the Rust loader's usize).
 MAX_JSON_INT_DIGITS = 20
+#: The same for tokenizer JSON files: transformers writes ``model_max_length = int(1e30)`` (31 digits) into
+#: tokenizer_config.json when a tokenizer has no length of its own.
+MAX_TOKENIZER_INT_DIGITS = 40
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,14 @@ class ModelLimits:
     #: Bytes per parameter of the narrowest float dtype a trunk tensor may have (F16/BF16): a config that
     #: implies more parameters than ``data bytes / this`` cannot match the weights file.
     min_bytes_per_parameter: int = 2
+    #: tokenizer.json is parsed twice at intake (strict JSON, then the Rust ``tokenizers`` library); BERT's is
+    #: 0.5 MB, XLM-R's (250k pieces) 17 MB.
+    max_tokenizer_json_bytes: int = 32 * MiB
+    #: tokenizer_config.json, special_tokens_map.json, added_tokens.json, generation_config.json and
+    #: provenance.json: a few kB in real checkpoints (LLM tokenizer configs with hundreds of added tokens ~1 MB).
+    max_tokenizer_config_bytes: int = 4 * MiB
+    #: vocab.txt (multilingual BERT: 1 MB), vocab.json + merges.txt (RoBERTa: 1 MB + 0.5 MB).
+    max_vocab_file_bytes: int = 16 * MiB
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 from mlac.limits import MAX_JSON_DEPTH, MAX_JSON_INT_DIGITS
@@ -31,10 +32,12 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _bounded_int(text: str) -> int:
-    if len(text.lstrip("-")) > MAX_JSON_INT_DIGITS:
-        raise StrictJsonError(f"integer of {len(text)} digits (at most {MAX_JSON_INT_DIGITS})")
-    return int(text)
+def _int_parser(max_digits: int) -> Callable[[str], int]:
+    def bounded_int(text: str) -> int:
+        if len(text.lstrip("-")) > max_digits:
+            raise StrictJsonError(f"integer of {len(text)} digits (at most {max_digits})")
+        return int(text)
+    return bounded_int
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -64,11 +67,14 @@ def _check_tree(value: Any, max_depth: int) -> None:
             stack.extend((child, depth + 1) for child in items if isinstance(child, (str, dict, list)))
 
 
-def loads_strict(data: str | bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
-    """Parse ``data`` as strict JSON; raise :class:`StrictJsonError` for anything a strict parser refuses."""
+def loads_strict(data: str | bytes, *, max_depth: int = MAX_JSON_DEPTH, max_int_digits: int = MAX_JSON_INT_DIGITS) -> Any:
+    """Parse ``data`` as strict JSON; raise :class:`StrictJsonError` for anything a strict parser refuses.
+
+    ``max_int_digits``: longer integer literals are refused (tokenizer_config.json files that transformers
+    writes hold ``model_max_length = int(1e30)``, 31 digits; see :data:`mlac.limits.MAX_TOKENIZER_INT_DIGITS`)."""
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
-        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float, parse_int=_bounded_int,
+        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float, parse_int=_int_parser(max_int_digits),
                            object_pairs_hook=_unique_keys)
     except StrictJsonError:
         raise

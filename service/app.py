@@ -7,6 +7,7 @@ environment). Tests pass their own settings, store, runner or clocks.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -21,24 +22,29 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from mlac import __version__
 from mlac.errors import MlacError
 from service.auth import KeyResolver
-from service.deps import PrincipalDep
+from service.deps import DocsPrincipalDep
 from service.dispatcher import Dispatcher
+from service.egress import EgressPolicy
 from service.guards import BodyLimitMiddleware, RateLimitMiddleware, error_response
 from service.metrics import MetricsMiddleware, ServiceMetrics
+from service.quotas import limits_for
 from service.ratelimit import RateLimiter
 from service.routes import checkpoints, datasets, health, jobs, keys, schedules
+from service.routes import webhooks as webhook_routes
 from service.runners import InProcessRunner, RayRunner, Runner
 from service.scheduler import Scheduler, utcnow
 from service.settings import Settings
-from service.state import AppState, bootstrap_admin, secret_file
+from service.state import AppState, bootstrap_admin
 from service.store import JobStore, get_store
+from service.ui.routes import install_ui
 from service.webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
 
 DESCRIPTION = """Robustness audits of ML models: upload checkpoints and datasets, run MLAC censoring and few-shot
 adversarial fine-tuning audits, and fetch curves, figures and audit cards. Every route but `/v1/health` needs an
-API key (`Authorization: Bearer <key>` or `X-API-Key`), this schema and `/docs` included. Errors are
+API key (`Authorization: Bearer <key>` or `X-API-Key`), this schema and `/docs` included (in a browser, sign in at
+`/ui/login` first: the web view's session cookie opens `/docs` and `/ui`, never `/v1`). Errors are
 `{"error": {"code": ..., "message": ...}}`."""
 
 
@@ -51,7 +57,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(MlacError)
     async def mlac_error(request: Request, exc: MlacError) -> JSONResponse:
-        return error_response(exc)
+        ctx = getattr(request.app.state, "ctx", None)
+        return error_response(exc, ctx.redactor.text if ctx is not None else None)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -72,20 +79,24 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def install_docs(app: FastAPI) -> None:
-    """``GET /openapi.json`` and ``GET /docs`` (Swagger UI), behind the API key.
+    """``GET /openapi.json`` and ``GET /docs`` (Swagger UI), behind the API key or the web view's session cookie.
 
-    A browser sends no ``Authorization`` header by itself: read the docs with the key attached by a header
-    extension or a proxy, or fetch the schema with curl (``-H "Authorization: Bearer $KEY"``) and open it in
-    any OpenAPI viewer.
+    A browser sends no ``Authorization`` header by itself: sign in at ``/ui/login`` (the cookie is taken here and
+    in ``/ui`` only, never by ``/v1``), or fetch the schema with curl (``-H "Authorization: Bearer $KEY"``).
+    Swagger UI's files come from the ``fastapi-offline`` package (``/ui/static/swagger/``): the page works
+    offline. "Try it out" calls ``/v1`` and so needs the key entered under "Authorize".
     """
 
     @app.get("/openapi.json", include_in_schema=False)
-    async def openapi_schema(principal: PrincipalDep) -> JSONResponse:
+    async def openapi_schema(principal: DocsPrincipalDep) -> JSONResponse:
         return JSONResponse(app.openapi())
 
     @app.get("/docs", include_in_schema=False)
-    async def swagger_ui(principal: PrincipalDep) -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} - API docs")
+    async def swagger_ui(principal: DocsPrincipalDep) -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} - API docs",
+                                   swagger_js_url="/ui/static/swagger/swagger-ui-bundle.js",
+                                   swagger_css_url="/ui/static/swagger/swagger-ui.css",
+                                   swagger_favicon_url="/ui/static/swagger/favicon.png")
 
 
 def optuna_storage(store: JobStore, runner: str) -> str | None:
@@ -100,14 +111,15 @@ def optuna_storage(store: JobStore, runner: str) -> str | None:
 def build_state(settings: Settings, *, store: JobStore | None, runner: Runner | None,
                 scheduler_clock: Callable[[], datetime] | None) -> AppState:
     """Build the live objects from settings (pieces passed in are used as they are)."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(settings.data_dir, 0o700)  # keys, secrets, uploads and Ray's sockets live inside: owner only
     shutil.rmtree(settings.data_dir / "staging", ignore_errors=True)  # half-finished uploads of a crashed process
     store = store or get_store(settings.db_url)
     bootstrap_admin(store, settings)
     metrics = ServiceMetrics()
-    webhooks = WebhookSender(settings.webhook_secret or secret_file(settings.data_dir / "webhook_secret"),
-                             timeout_s=settings.webhook_timeout_s, retries=settings.webhook_retries,
-                             backoff_s=settings.webhook_backoff_s, metrics=metrics)
+    webhooks = WebhookSender(store, EgressPolicy.from_entries(settings.webhook_allow), timeout_s=settings.webhook_timeout_s,
+                             retries=settings.webhook_retries, backoff_s=settings.webhook_backoff_s,
+                             workers=settings.webhook_workers, metrics=metrics)
     if runner is None:
         if settings.runner == "ray":
             runner = RayRunner(settings.artifact_root, settings.data_dir, address=settings.ray_address,
@@ -118,7 +130,8 @@ def build_state(settings: Settings, *, store: JobStore | None, runner: Runner | 
     dispatcher = Dispatcher(store, runner, lease_s=settings.lease_s, max_running=settings.max_running_jobs,
                             poll_s=min(2.0, settings.lease_s / 5), webhooks=webhooks, metrics=metrics)
     scheduler = Scheduler(store, instance=dispatcher.owner_id, clock=scheduler_clock or utcnow,
-                          interval_s=settings.scheduler_interval_s, on_fired=lambda job: dispatcher.wake())
+                          interval_s=settings.scheduler_interval_s, on_fired=lambda job: dispatcher.wake(),
+                          max_active=lambda owner: limits_for(store.get_api_key(owner), settings).max_active_jobs)
     limiter = RateLimiter({"submit": settings.rate_submit_per_min, "upload": settings.rate_upload_per_min}, settings.rate_burst)
     return AppState(settings=settings, store=store, runner=runner, keys=KeyResolver(store), limiter=limiter, metrics=metrics,
                     webhooks=webhooks, dispatcher=dispatcher, scheduler=scheduler)
@@ -134,6 +147,7 @@ def create_app(settings: Settings | None = None, *, store: JobStore | None = Non
         app.state.ctx = state
         if background:
             state.dispatcher.start()
+            state.webhooks.start()
             if state.settings.scheduler_enabled:
                 state.scheduler.start()
         log.info("mlac-audit service ready (store %s, runner %s)", type(state.store).__name__, state.runner.name)
@@ -168,6 +182,7 @@ def create_app(settings: Settings | None = None, *, store: JobStore | None = Non
     app.add_middleware(BodyLimitMiddleware, max_bytes=body_cap)
     app.add_middleware(RateLimitMiddleware, state=current_state)
     app.add_middleware(MetricsMiddleware, metrics=current_metrics)
-    for module in (health, checkpoints, datasets, jobs, schedules, keys):
+    for module in (health, checkpoints, datasets, jobs, schedules, keys, webhook_routes):
         app.include_router(module.router)
+    install_ui(app)  # the web view (/ui): plain routes with cookie sessions, outside the API schema
     return app

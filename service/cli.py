@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import httpx
 from mlac.errors import ConfigError
 
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
+SUBMIT_ATTEMPTS = 3  # transport failures of `submit` are retried with the same Idempotency-Key
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -48,7 +50,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     submit.add_argument("--checkpoint", default=None, help="checkpoint id (as POST /v1/checkpoints returned it)")
     submit.add_argument("--preset", default="smoke", choices=("smoke", "quick", "paper", "strong"))
     submit.add_argument("--options", type=Path, default=None, help="JSON file with 'audit'/'censor' overrides")
-    submit.add_argument("--idempotency-key", default=None)
+    submit.add_argument("--idempotency-key", default=None,
+                        help="bind the job to this key (default: a fresh one per invocation, reused by its retries)")
     submit.set_defaults(func=cmd_submit)
     status = client("status", "show a job")
     status.add_argument("job_id")
@@ -114,9 +117,18 @@ def cmd_submit(args: argparse.Namespace) -> int:
         body["checkpoint_id"] = args.checkpoint
     if args.options:
         body.update(json.loads(args.options.read_text(encoding="utf-8")))
-    headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else {}
+    # One key per invocation, reused by the retries below: a request that reached the server but whose
+    # answer was lost is answered with the job it made, never run twice.
+    headers = {"Idempotency-Key": args.idempotency_key or f"cli-{uuid.uuid4().hex}"}
     with _client(args) as c:
-        job = _check(c.post("/v1/jobs", json=body, headers=headers))
+        for attempt in range(SUBMIT_ATTEMPTS):
+            try:
+                job = _check(c.post("/v1/jobs", json=body, headers=headers))
+                break
+            except httpx.TransportError as exc:
+                if attempt == SUBMIT_ATTEMPTS - 1:
+                    raise ConfigError(f"cannot reach {args.url}: {exc}") from None
+                time.sleep(2.0 * 2**attempt)
     print(job["id"])
     return 0
 

@@ -1,4 +1,4 @@
-"""Typed dependencies of the routes (``StateDep``, ``StoreDep``, ``PrincipalDep``, ``AdminDep``)."""
+"""Typed dependencies of the routes (``StateDep``, ``StoreDep``, ``PrincipalDep``, ``DocsPrincipalDep``, ``AdminDep``)."""
 
 from __future__ import annotations
 
@@ -48,6 +48,27 @@ async def get_principal(
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+async def get_docs_principal(
+    request: Request,
+    state: StateDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    api_key: Annotated[str | None, Depends(header_scheme)],
+) -> Principal:
+    """``/docs`` and ``/openapi.json`` only: the key in a header, or else the web view's session cookie (a browser
+    sends no header by itself). These are read-only GETs; the JSON API never takes the cookie, so a cross-site
+    request cannot act through it. A header that is sent wins (a wrong one is a 401 even with a cookie)."""
+    if bearer is None and api_key is None:
+        from service.ui.sessions import session_of
+
+        found = await run_in_threadpool(session_of, state, request)
+        if found is not None:
+            return found[1]
+    return await get_principal(state, bearer, api_key)
+
+
+DocsPrincipalDep = Annotated[Principal, Depends(get_docs_principal)]
 
 
 async def require_admin(principal: PrincipalDep) -> Principal:

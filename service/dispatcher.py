@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mlac.errors import MlacError
+from mlac.job_failure import JobFailure, failure_of, one_line
 from service.checkpoint_store import dir_checkpoint
 from service.errors import InvalidTransitionError, NotFoundError
 from service.jobspec import worker_spec
@@ -63,10 +64,11 @@ class StoreSink:
             self.store.update_progress(job_id, progress)
             if not payload.get("replayed"):  # a resumed search re-announces finished trials: records only
                 self.store.append_event(job_id, payload, now)
-            if "trial" in payload and "model" in payload:
+            trial = payload.get("trial")
+            if isinstance(trial, int) and "model" in payload:
                 study = f"{payload['model']}:{payload.get('task')}:n{payload.get('n')}:s{payload.get('seed')}"
                 value = payload.get("value")
-                self.store.record_trial(TrialResult(job_id=job_id, study=study, trial=int(payload["trial"]),
+                self.store.record_trial(TrialResult(job_id=job_id, study=study, trial=trial,
                                                     value=float(value) if isinstance(value, (int, float)) else None,
                                                     payload=payload, recorded_at=now))
         except MlacError:
@@ -85,8 +87,9 @@ class StoreSink:
             return None
         return max(0.0, (now - job.started_at) * (total - done) / done)
 
-    def finished(self, job_id: str, state: str, result_path: str | None, error: str | None) -> None:
-        """Record the end (compare-and-set), register a censored checkpoint, send webhooks."""
+    def finished(self, job_id: str, state: str, result_path: str | None, failure: JobFailure | None) -> None:
+        """Record the end (compare-and-set) with the failure's one-line cause and its traceback apart, register a
+        censored checkpoint, send webhooks."""
         if self.closing() and state != "SUCCEEDED":
             try:
                 if not self.store.get_job(job_id, None).cancel_requested:
@@ -96,7 +99,9 @@ class StoreSink:
                 return
         verdict = _verdict(result_path) if state == "SUCCEEDED" else None
         try:
-            job = self.store.finish_job(job_id, state, result_path=result_path, error=error, verdict=verdict)
+            job = self.store.finish_job(job_id, state, result_path=result_path, verdict=verdict,
+                                        error=None if failure is None else one_line(failure.cause),
+                                        error_detail=None if failure is None else failure.detail)
         except (InvalidTransitionError, NotFoundError) as exc:
             log.warning("job %s finished as %s but the store refused: %s", job_id, state, exc)
             return
@@ -123,6 +128,8 @@ class StoreSink:
                   "source_job": job.id}, created_at=time.time()))
 
     def _notify(self, job: Job) -> None:
+        """Enqueue the job's webhooks in the persistent outbox (the delivery loop sends them, signed with the
+        owner's secret); a store error is logged, never raised into the runner."""
         url = job.webhook_url
         if url is None and job.schedule_id is not None:
             try:
@@ -134,9 +141,12 @@ class StoreSink:
         payload = {"job_id": job.id, "kind": job.kind, "state": job.state, "verdict": job.verdict,
                    "schedule_id": job.schedule_id, "finished_at": job.finished_at,
                    "error": (job.error or "")[-2000:] or None}
-        self.webhooks.send(url, "job.completed", payload)
-        if job.verdict == "FAIL":
-            self.webhooks.send(url, "audit.verdict_fail", payload)
+        events = ["job.completed"] + (["audit.verdict_fail"] if job.verdict == "FAIL" else [])
+        for event in events:
+            try:
+                self.webhooks.enqueue(job.owner, url, event, payload, job_id=job.id)
+            except MlacError:
+                log.exception("could not enqueue webhook %s of job %s", event, job.id)
 
 
 def _verdict(result_path: str | None) -> str | None:
@@ -187,7 +197,8 @@ class Dispatcher:
             self._wake.clear()
 
     def tick(self) -> list[str]:
-        """One round; returns the ids of the jobs it started."""
+        """One round; returns the ids of the jobs it started. Free slots go to owners in turn
+        (:meth:`JobStore.fair_queued_jobs`): one key's long queue cannot starve the others."""
         now = self.clock()
         for job_id in self.store.requeue_expired(now):
             log.warning("job %s lost its lease (its process died): re-queued", job_id)
@@ -201,7 +212,7 @@ class Dispatcher:
         free = self.max_running - len(self._mine)
         if free <= 0 or self._closing.is_set():
             return started
-        for job in self.store.queued_jobs(free):
+        for job in self.store.fair_queued_jobs(free):  # round-robin across owners, not global FIFO
             try:
                 job = self.store.start_job(job.id, self.owner_id, now + self.lease_s)
             except InvalidTransitionError:
@@ -210,11 +221,12 @@ class Dispatcher:
                 spec = worker_spec(JobCreate.model_validate(job.spec), self.store, job.owner)
                 self.runner.submit(job.id, job.kind, spec, self.sink)
             except MlacError as exc:
-                self.sink.finished(job.id, "FAILED", None, f"{type(exc).__name__} [{exc.code}]: {exc}")
+                self.sink.finished(job.id, "FAILED", None, failure_of(exc))
                 continue
             except Exception as exc:
                 log.exception("could not start job %s", job.id)
-                self.sink.finished(job.id, "FAILED", None, f"could not start: {type(exc).__name__}: {exc}")
+                failure = failure_of(exc)
+                self.sink.finished(job.id, "FAILED", None, JobFailure(f"could not start: {failure.cause}", failure.detail))
                 continue
             self._mine.add(job.id)
             started.append(job.id)

@@ -28,6 +28,7 @@ from service.state import AppState
 #: Routes with a JSON body, by (method, path), and the rate-limit action each one is charged to.
 BODY_ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/v1/jobs"): "submit",
+    ("POST", "/v1/jobs/estimate"): "submit",
     ("POST", "/v1/schedules"): "submit",
     ("POST", "/v1/datasets/synthetic"): "upload",
 }
@@ -46,13 +47,15 @@ def route_key(scope: Scope) -> tuple[str, str]:
     return scope.get("method", ""), path
 
 
-def error_response(exc: MlacError) -> JSONResponse:
-    """The one error shape, ``{"error": {"code", "message"}}``, with the status and headers of ``exc``."""
+def error_response(exc: MlacError, redact: Callable[[str], str] | None = None) -> JSONResponse:
+    """The one error shape, ``{"error": {"code", "message"}}``, with the status and headers of ``exc``;
+    ``redact`` takes server paths out of the message (:class:`service.redact.PathRedactor`)."""
     status = status_for(exc)
     headers = {"Retry-After": str(int(exc.retry_after))} if isinstance(exc, RateLimitedError) else None
     if status == 401:
         headers = {"WWW-Authenticate": "Bearer"}
-    return JSONResponse({"error": {"code": exc.code, "message": str(exc)}}, status_code=status, headers=headers)
+    message = redact(str(exc)) if redact is not None else str(exc)
+    return JSONResponse({"error": {"code": exc.code, "message": message}}, status_code=status, headers=headers)
 
 
 class RateLimitMiddleware:
@@ -70,7 +73,9 @@ class RateLimitMiddleware:
         headers = Headers(scope=scope)
         raw = presented_key(headers.get("authorization"), headers.get("x-api-key"))
         try:
-            principal = ctx.keys.cached(raw) or await run_in_threadpool(ctx.keys.resolve, raw)
+            principal = ctx.keys.cached(raw)
+            if principal is None:
+                principal = await run_in_threadpool(ctx.keys.resolve, raw)
             ctx.limiter.hit(principal.key_id, action)
         except MlacError as exc:
             await error_response(exc)(scope, receive, send)

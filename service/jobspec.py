@@ -12,8 +12,9 @@ import json
 from typing import Any
 
 from mlac.audit.presets import build_request
-from mlac.audit.protocol import TINY_BASE
+from mlac.audit.protocol import TINY_BASE, AuditRequest
 from mlac.censor.config import MLACConfig
+from mlac.data import split_sizes
 from mlac.errors import ConfigError
 from service.errors import ConflictError
 from service.schemas import JobCreate
@@ -111,4 +112,8 @@ def worker_spec(body: JobCreate, store: JobStore, owner: str | None) -> dict[str
         spec["censor_config"] = censor_config(body)
     if body.kind in ("audit", "censor_then_audit"):
         spec["request"] = audit_request(body, store, owner, dataset.path)
+        counts = dataset.info.get("strata_counts")
+        if isinstance(counts, list) and counts:  # rows stored before the counts were kept: the worker checks
+            pool = split_sizes([int(c) for c in counts])["attack_pool"]
+            AuditRequest.from_dict(spec["request"]).check_pool(pool)
     return spec

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import logging
 import threading
-import traceback
 from pathlib import Path
 from typing import Any, Protocol
 
 from mlac.errors import MlacError, StoppedError
+from mlac.job_failure import JobFailure, failure_of
 
 log = logging.getLogger(__name__)
 KINDS = ("censor", "audit", "censor_then_audit")
@@ -26,8 +26,8 @@ class ProgressSink(Protocol):
     def event(self, job_id: str, event: dict[str, Any]) -> None:
         """A progress event."""
 
-    def finished(self, job_id: str, state: str, result_path: str | None, error: str | None) -> None:
-        """The job ended: SUCCEEDED, FAILED (with the traceback) or CANCELLED."""
+    def finished(self, job_id: str, state: str, result_path: str | None, failure: JobFailure | None) -> None:
+        """The job ended: SUCCEEDED, FAILED (with its one-line cause and the traceback) or CANCELLED."""
 
 
 class Runner(Protocol):
@@ -98,20 +98,18 @@ class InProcessRunner:
             thread.join(timeout=30)
 
     def _run(self, job_id: str, kind: str, spec: dict[str, Any], sink: ProgressSink, stop: threading.Event) -> None:
-        state, result_path, error = "FAILED", None, None
+        state, result_path, failure = "FAILED", None, None
         try:
             result_path = self._execute(job_id, kind, spec, sink, stop)
             state = "SUCCEEDED"
         except StoppedError as exc:
-            state, error = "CANCELLED", str(exc)
-        except MlacError as exc:
-            error = f"{type(exc).__name__} [{exc.code}]: {exc}"
-        except Exception:
-            error = traceback.format_exc()
-            if stop.is_set():
+            state, failure = "CANCELLED", JobFailure(str(exc) or "cancelled")
+        except Exception as exc:  # MlacError: its type, code and message; anything else: its last line
+            failure = failure_of(exc, roots=(self.artifact_root.parent, self.artifact_root))
+            if stop.is_set() and not isinstance(exc, MlacError):  # what a stop interrupted, not a user error
                 state = "CANCELLED"
         try:
-            sink.finished(job_id, state, result_path, error)
+            sink.finished(job_id, state, result_path, failure)
         except Exception:  # the sink logs its own failures; a runner thread must not die silently
             log.exception("sink.finished failed for job %s", job_id)
 
@@ -169,14 +167,16 @@ class RayRunner:
 
     def __init__(self, artifact_root: Path, data_dir: Path, *, address: str | None, num_cpus: int | None,
                  max_concurrency: int, storage_url: str | None = None) -> None:
+        from service.driver_secrets import driver_storage_url
         from workers.jobs import JobRunner
         from workers.runtime import init_ray
         from workers.settings import RaySettings
 
+        # before Ray starts: its workers inherit PGPASSFILE, and no password is ever in a driver's arguments
+        self.storage_url = driver_storage_url(storage_url, Path(data_dir) / "secrets")
         self.settings = RaySettings.from_env(data_dir, address=address, num_cpus=num_cpus, max_concurrency=max_concurrency)
         self.handle = init_ray(self.settings)
         self.runner = JobRunner(self.settings, artifact_root, poll_s=1.0)
-        self.storage_url = storage_url
 
     @property
     def dashboard_url(self) -> str | None:

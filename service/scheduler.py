@@ -31,6 +31,7 @@ from pydantic import ValidationError
 
 from mlac.errors import ConfigError
 from service.jobspec import spec_hash
+from service.quotas import QuotaExceededError
 from service.schemas import JobCreate
 from service.store import JobStore
 from service.store.records import Job, NewJob, Schedule
@@ -133,8 +134,9 @@ class Scheduler:
     """Fires due slots; :meth:`tick` is the whole algorithm, :meth:`start` runs it periodically."""
 
     def __init__(self, store: JobStore, *, instance: str, clock: Callable[[], datetime] = utcnow, interval_s: float = 15.0,
-                 on_fired: Callable[[Job], None] | None = None) -> None:
+                 on_fired: Callable[[Job], None] | None = None, max_active: Callable[[str], int] | None = None) -> None:
         self.store, self.instance, self.clock, self.interval_s, self.on_fired = store, instance, clock, interval_s, on_fired
+        self.max_active = max_active  # owner -> their limit of queued + running jobs (None: no limit)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -171,7 +173,12 @@ class Scheduler:
         key = slot_key(slot)
         if slot.timestamp() < schedule.created_at or (schedule.last_slot is not None and key <= schedule.last_slot):
             return None
-        job = self.store.fire_slot(schedule.id, key, new_job, self.instance, now.timestamp())
+        limit = self.max_active(schedule.owner) if self.max_active is not None else None
+        try:
+            job = self.store.fire_slot(schedule.id, key, new_job, self.instance, now.timestamp(), max_active=limit)
+        except QuotaExceededError as exc:  # the slot stays due: it fires on a later tick, once a job has ended
+            log.warning("schedule %s waits for slot %s: %s", schedule.id, key, exc)
+            return None
         if job is not None:
             log.info("schedule %s fired slot %s -> job %s", schedule.id, key, job.id)
         return job

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$",
                               description="checkpoint id (POST /v1/checkpoints): sha256 over all of its files")]
 DatasetId = Annotated[str, Field(pattern=r"^ds_[0-9a-f]{20}$")]
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]*$")]
 Column = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.\- ]+$")]
-WebhookUrl = Annotated[AnyHttpUrl, Field(description="called (POST, HMAC-signed) on completion and on a FAIL verdict")]
+WebhookUrl = Annotated[AnyHttpUrl, Field(max_length=2000, description=(
+    "called (POST, signed with your key's secret: GET /v1/webhooks/secret) on completion and on a FAIL verdict; "
+    "must be a public http(s) address (no credentials) unless the operator allows it (MLAC_WEBHOOK_ALLOW)"))]
 Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]
 JobKind = Literal["censor", "audit", "censor_then_audit"]
 JobState = Literal["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]
@@ -59,6 +61,15 @@ class AuditOptions(Strict):
     split_seed: Seed = 0
     verdict: VerdictOptions = Field(default_factory=VerdictOptions)
 
+    @field_validator("sizes", "seeds", "tasks", "baselines")
+    @classmethod
+    def _distinct(cls, value: list[Any] | None) -> list[Any] | None:
+        """A repeated size or seed would run the same studies twice and fail later in the worker: 422 now."""
+        if value is not None and len(set(value)) != len(value):
+            repeated = sorted({v for v in value if value.count(v) > 1})
+            raise ValueError(f"values must be distinct; repeated: {repeated}")
+        return value
+
 
 class CensorOptions(Strict):
     """Overrides of the preset's MLAC training configuration (None: the preset's value)."""
@@ -79,6 +90,14 @@ class CensorOptions(Strict):
 
 class JobCreate(Strict):
     """A job: censor a checkpoint, audit one, or censor then audit the result against the baselines."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"kind": "censor_then_audit", "dataset_id": "ds_0123456789abcdef0123",
+         "checkpoint_id": "3f1c0a6e9b2d4c8f7a5e1d0b9c8a7f6e5d4c3b2a1908f7e6d5c4b3a291807f6e", "preset": "quick",
+         "audit": {"baselines": ["random", "base"], "verdict": {"delta_random": 0.05}}},
+        {"kind": "audit", "dataset_id": "ds_0123456789abcdef0123", "preset": "smoke",
+         "audit": {"sizes": [20], "seeds": [0], "baselines": ["random"], "tiny_base": True, "max_trials": 2}},
+    ]})
 
     kind: JobKind
     dataset_id: DatasetId
@@ -117,10 +136,66 @@ class JobPublic(BaseModel):
     finished_at: float | None
     attempts: int
     cancel_requested: bool
-    error: str | None
+    error: str | None = Field(description="why the job failed or was cancelled, in one line "
+                                          "(e.g. 'CheckpointError [bad_tokenizer]: tokenizer.json: ...')")
+    error_detail: str | None = Field(default=None, description="the traceback of a failure, for debugging")
     verdict: str | None
     schedule_id: str | None
     links: dict[str, str]
+    estimate: EstimatePublic | None = Field(default=None, description="the cost estimate made at submission")
+
+
+class EstimatePublic(BaseModel):
+    """Upper bounds of a job's work (:mod:`mlac.audit.cost`); ``trial_runs`` is what the per-job quota limits."""
+
+    trial_runs: int = Field(description="fine-tuning runs of the attacker: studies x (max_trials + reruns)")
+    attack_steps: int = Field(description="optimizer steps of those runs: trial_runs x the largest steps value")
+    censor_steps: int = Field(description="simulated inner steps of the censoring run: outer_steps x inner_steps")
+    models: int = Field(description="models audited, baselines (and a censor_then_audit job's censored model) included")
+    studies: int = Field(description="searches: models x tasks x sizes x seeds")
+    baseline_steps: int = Field(description="training steps that build the baselines")
+    censor_outer_steps: int = 0
+
+    @classmethod
+    def from_cost(cls, cost: dict[str, Any]) -> EstimatePublic:
+        """From :meth:`mlac.audit.cost.JobCost.to_dict` (what a job row keeps)."""
+        audit, censor = cost.get("audit") or {}, cost.get("censor") or {}
+        return cls(trial_runs=cost["trial_runs"], attack_steps=cost["attack_steps"], censor_steps=cost["censor_steps"],
+                   models=audit.get("models", 0), studies=audit.get("studies", 0),
+                   baseline_steps=audit.get("baseline_steps", 0), censor_outer_steps=censor.get("outer_steps", 0))
+
+
+class QuotaLimitsPublic(BaseModel):
+    """A key's effective limits."""
+
+    max_trial_runs_per_job: int
+    max_active_jobs: int
+    max_stored_bytes: int
+
+
+class UsagePublic(BaseModel):
+    """What a key uses now."""
+
+    active_jobs: int = Field(description="queued + running jobs")
+    stored_bytes: int = Field(description="bytes of the key's checkpoints and datasets")
+
+
+class QuotaPublic(BaseModel):
+    """A key's limits (its own overrides named in ``overridden``, the rest service defaults) and usage."""
+
+    key_id: str
+    limits: QuotaLimitsPublic
+    overridden: list[str]
+    usage: UsagePublic
+
+
+class EstimateAnswer(BaseModel):
+    """``POST /v1/jobs/estimate``: what the job would cost and whether a submission would be accepted now."""
+
+    estimate: EstimatePublic
+    accepted: bool
+    refusal: ErrorBody | None = Field(default=None, description="the error a submission would get now, if any")
+    quota: QuotaPublic
 
 
 class JobsPublic(BaseModel):
@@ -170,6 +245,8 @@ class CheckpointsPublic(BaseModel):
 class SyntheticDatasetCreate(Strict):
     """Parameters of the seeded synthetic biography generator."""
 
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"name": "bios-4k", "n_bios": 4000, "seed": 0}]})
+
     name: Name = "synthetic"
     n_bios: int = Field(default=2000, ge=100, le=200_000)
     seed: Seed = 0
@@ -205,6 +282,12 @@ class DatasetsPublic(BaseModel):
 
 class ScheduleCreate(Strict):
     """A cron schedule that creates a job from ``job`` at every slot."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"name": "nightly audit", "cron": "0 3 * * *", "timezone": "Europe/Paris",
+         "job": {"kind": "audit", "dataset_id": "ds_0123456789abcdef0123",
+                 "checkpoint_id": "3f1c0a6e9b2d4c8f7a5e1d0b9c8a7f6e5d4c3b2a1908f7e6d5c4b3a291807f6e", "preset": "quick"}},
+    ]})
 
     name: Name = "schedule"
     cron: str = Field(min_length=9, max_length=120, pattern=r"^[0-9A-Za-z*/,\-? ]+$", description="5-field cron, e.g. '0 3 * * *'")
@@ -252,10 +335,23 @@ class ApiKeyCreate(Strict):
 
     name: Name
     is_admin: bool = False
+    max_trial_runs_per_job: int | None = Field(default=None, ge=1, le=10**12, description="None: MLAC_QUOTA_* default")
+    max_active_jobs: int | None = Field(default=None, ge=1, le=100_000)
+    max_stored_bytes: int | None = Field(default=None, ge=0, le=2**50)
+
+
+class ApiKeyUpdate(Strict):
+    """``PATCH /v1/keys/{id}``: the quota overrides to change; a field sent as null goes back to the default,
+    a field left out stays as it is."""
+
+    max_trial_runs_per_job: int | None = Field(default=None, ge=1, le=10**12)
+    max_active_jobs: int | None = Field(default=None, ge=1, le=100_000)
+    max_stored_bytes: int | None = Field(default=None, ge=0, le=2**50)
 
 
 class ApiKeyPublic(BaseModel):
-    """An API key's metadata; ``key`` is present only in the answer that created it."""
+    """An API key's metadata; ``key`` is present only in the answer that created it. The ``max_*`` fields are the
+    key's own quota overrides (null: the service default)."""
 
     id: str
     name: str
@@ -263,6 +359,9 @@ class ApiKeyPublic(BaseModel):
     created_at: float
     revoked: bool
     key: str | None = None
+    max_trial_runs_per_job: int | None = None
+    max_active_jobs: int | None = None
+    max_stored_bytes: int | None = None
 
 
 class Health(BaseModel):
@@ -285,3 +384,41 @@ class ErrorPublic(BaseModel):
     """Every error answer."""
 
     error: ErrorBody
+
+
+class WebhookSecretPublic(BaseModel):
+    """The caller's webhook signing secret: deliveries for your jobs carry
+    ``X-MLAC-Signature: sha256=HMAC-SHA256(secret, "<X-MLAC-Timestamp>.<body>")``."""
+
+    secret: str
+    created_at: float = Field(description="when this secret was set (created or rotated)")
+
+
+WebhookState = Literal["pending", "delivered", "failed", "refused"]
+
+
+class WebhookDeliveryPublic(BaseModel):
+    """One outbox row: a webhook and what happened to it (why it did not arrive, when it will be retried)."""
+
+    id: str
+    owner: str
+    job_id: str | None
+    url: str
+    event: str
+    state: WebhookState
+    attempts: int
+    next_attempt_at: float | None = Field(description="when a pending delivery is tried next; null otherwise")
+    last_status: int | None = Field(description="HTTP status of the last attempt (null: no answer)")
+    last_error: str | None
+    created_at: float
+    updated_at: float
+    delivered_at: float | None
+
+
+class WebhookDeliveriesPublic(BaseModel):
+    """A page of webhook deliveries."""
+
+    items: list[WebhookDeliveryPublic]
+    total: int
+    limit: int
+    offset: int

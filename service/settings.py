@@ -7,10 +7,10 @@ Every variable has the ``MLAC_`` prefix except the two conventional ones, ``DATA
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -39,12 +39,34 @@ class Settings(BaseSettings):
     scheduler_enabled: bool = True
     scheduler_interval_s: float = Field(default=15.0, gt=0, le=3600)
     lease_s: float = Field(default=60.0, ge=5, le=86_400, description="a RUNNING job whose lease is older is re-queued")
-    webhook_timeout_s: float = Field(default=10.0, gt=0, le=120)
-    webhook_retries: int = Field(default=5, ge=0, le=20)
-    webhook_backoff_s: float = Field(default=1.0, ge=0, le=600)
-    webhook_secret: str | None = Field(default=None, min_length=16, max_length=256,
-                                       description="HMAC secret of webhook signatures; default: generated under data_dir")
-    allow_private_webhooks: bool = Field(default=True, description="allow webhook URLs on loopback/private addresses")
+    # Per-key quotas (service.quotas); the admin overrides them per key (POST/PATCH /v1/keys).
+    quota_max_trial_runs_per_job: int = Field(default=50_000, ge=1, le=10**12, description=(
+        "upper bound of one job's trial runs (fine-tuning runs of the attacker); the paper preset with every "
+        "baseline is 15,600, the strong preset 23,400"))
+    quota_max_active_jobs: int = Field(default=10, ge=1, le=100_000, description="queued + running jobs per key")
+    quota_max_stored_bytes: int = Field(default=20 * 1024**3, ge=1024, le=2**50,
+                                        description="bytes of checkpoints + datasets per key")
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=120,
+                                     description="connect/read/write timeout of one webhook delivery attempt")
+    webhook_retries: int = Field(default=5, ge=0, le=20, description="extra attempts after a failed delivery")
+    webhook_backoff_s: float = Field(default=1.0, ge=0, le=600,
+                                     description="retry n waits backoff * 2**(n-1) seconds (capped at one hour)")
+    webhook_workers: int = Field(default=8, ge=1, le=256,
+                                 description="parallel deliveries (at most one in flight per destination host:port)")
+    webhook_allow: Annotated[tuple[str, ...], NoDecode] = Field(default=(), max_length=256, description=(
+        "webhook destinations allowed although loopback/private/link-local: comma-separated hostnames (exact) "
+        "and CIDRs, e.g. '127.0.0.1/32,receiver.internal'; everything else non-public is refused"))
+
+    @field_validator("webhook_allow", mode="before")
+    @classmethod
+    def _allow_list(cls, value: object) -> object:
+        """``MLAC_WEBHOOK_ALLOW`` is comma-separated; each entry must be a CIDR/address or a hostname."""
+        from service.egress import EgressPolicy
+
+        entries = tuple(e.strip() for e in value.split(",") if e.strip()) if isinstance(value, str) else value
+        if isinstance(entries, (list, tuple)):
+            EgressPolicy.from_entries(str(e) for e in entries)  # ValueError -> a clear settings error
+        return entries
 
     @field_validator("data_dir")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
@@ -12,6 +13,7 @@ from service.auth import KEY_PREFIX, KeyResolver, hash_key
 from service.dispatcher import Dispatcher
 from service.metrics import ServiceMetrics
 from service.ratelimit import RateLimiter
+from service.redact import PathRedactor
 from service.runners import Runner
 from service.scheduler import Scheduler
 from service.settings import Settings
@@ -35,6 +37,11 @@ class AppState:
     dispatcher: Dispatcher
     scheduler: Scheduler
     extra: dict[str, object] = field(default_factory=dict)
+
+    @functools.cached_property
+    def redactor(self) -> PathRedactor:
+        """Takes server paths out of what clients read (errors, results, reports)."""
+        return PathRedactor(self.settings.data_dir, self.settings.artifact_root)
 
     @property
     def staging_dir(self) -> Path:

@@ -10,14 +10,18 @@ Any failure removes the staging directory: nothing is left behind.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from python_multipart.multipart import MultipartParser, parse_options_header
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
 from service.errors import BadUploadError, PayloadTooLargeError
 
@@ -57,7 +61,8 @@ class _PartWriter:
         self.size = 0
         self.hasher: Any = None
 
-    def callbacks(self) -> dict[str, Any]:
+    def callbacks(self) -> MultipartCallbacks:
+        """The parser's callbacks (a TypedDict that python-multipart declares for type checkers only)."""
         return {
             "on_part_begin": self.on_part_begin, "on_header_field": self.on_header_field,
             "on_header_value": self.on_header_value, "on_header_end": self.on_header_end,
@@ -94,7 +99,7 @@ class _PartWriter:
             raise BadUploadError(f"too many files (at most {self.max_files})")
         self.name, self.size, self.hasher = name, 0, hashlib.sha256()
         self.staged.files[name] = (0, "")
-        self.fh = (self.staged.dir / name).open("xb")
+        self.fh = os.fdopen(os.open(self.staged.dir / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         chunk = data[start:end]
@@ -144,7 +149,7 @@ async def stream_to_dir(
         if declared > max_bytes:
             raise PayloadTooLargeError(f"upload of {declared} bytes exceeds the cap of {max_bytes} bytes")
     boundary = boundary_of(content_type)
-    staging.mkdir(parents=True, exist_ok=False)
+    staging.mkdir(mode=0o700, parents=True, exist_ok=False)
     staged = StagedUpload(dir=staging)
     writer = _PartWriter(staged, allowed, max_files)
     parser = MultipartParser(boundary, writer.callbacks())

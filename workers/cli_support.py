@@ -25,6 +25,7 @@ from typing import Any
 import ray
 
 from mlac.errors import StoppedError
+from mlac.job_failure import JobFailure
 from workers.censor_actor import censor_actor_class
 from workers.executor import RayTrialExecutor
 from workers.progress import SUCCEEDED, CallbackSink
@@ -111,8 +112,9 @@ def run_job_on_ray(kind: str, spec: dict[str, Any], artifact_root: str | Path, *
                    job_id: str | None = None, progress: Progress | None = None,
                    settings: RaySettings | None = None) -> dict[str, Any]:
     """Run one job (censor | audit | censor_then_audit) through a named job driver, as the service does;
-    block until it ends and return ``{job_id, state, result_path, error}`` (state SUCCEEDED, FAILED with
-    the traceback in ``error``, or CANCELLED). Ctrl-C cancels the job."""
+    block until it ends and return ``{job_id, state, result_path, error, error_detail}`` (state SUCCEEDED,
+    FAILED with a one-line cause in ``error`` and the traceback in ``error_detail``, or CANCELLED). Ctrl-C
+    cancels the job."""
     from workers.jobs import JobRunner
 
     settings = settings or cli_settings(address)
@@ -121,8 +123,9 @@ def run_job_on_ray(kind: str, spec: dict[str, Any], artifact_root: str | Path, *
     ended = threading.Event()
     outcome: dict[str, Any] = {"job_id": job_id}
 
-    def on_finished(_: str, state: str, result_path: str | None, error: str | None) -> None:
-        outcome.update(state=state, result_path=result_path, error=error)
+    def on_finished(_: str, state: str, result_path: str | None, failure: JobFailure | None) -> None:
+        outcome.update(state=state, result_path=result_path, error=failure.cause if failure else None,
+                       error_detail=failure.detail if failure else None)
         ended.set()
 
     runner = JobRunner(settings, Path(artifact_root).resolve())

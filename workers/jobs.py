@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import threading
-import traceback
 import uuid
 from dataclasses import asdict
 from pathlib import Path
@@ -26,6 +26,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from mlac.audit.protocol import AuditRequest
 from mlac.audit.runner import run_audit
 from mlac.errors import ConfigError, MlacError, StoppedError
+from mlac.job_failure import JobFailure, failure_of, strip_paths
 from workers.censor_actor import censor_actor_class
 from workers.executor import RayTrialExecutor
 from workers.metrics import audit_metrics
@@ -37,12 +38,24 @@ __all__ = ["KINDS", "CallbackSink", "JobDriver", "JobRunner", "ProgressSink", "a
 
 KINDS = ("censor", "audit", "censor_then_audit")
 NAMESPACE = "mlac-audit"
+#: Ray colours the remote traceback for terminals.
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 log = logging.getLogger(__name__)
 
 
 def actor_name(job_id: str) -> str:
     """The Ray actor name of a job's driver."""
     return f"mlac-job-{job_id}"
+
+
+def job_failure(exc: BaseException, roots: tuple[str | Path, ...] = ()) -> JobFailure:
+    """:func:`~mlac.job_failure.failure_of`, except that an exception raised in an actor or task (Ray's
+    ``RayTaskError``) is reported by the exception it wraps, with the remote traceback as the detail."""
+    cause = getattr(exc, "cause", None) if isinstance(exc, ray.exceptions.RayTaskError) else None
+    if isinstance(cause, BaseException):
+        remote = getattr(exc, "traceback_str", None) or str(exc)
+        return JobFailure(failure_of(cause, roots).cause, strip_paths(ANSI_ESCAPE.sub("", str(remote)), roots))
+    return failure_of(exc, roots)
 
 
 def check_spec(kind: str, spec: dict[str, Any]) -> None:
@@ -110,7 +123,8 @@ class JobDriver:
             audit_metrics()["best_harmful"].set(float(clean["best_harmful_so_far"]), tags={"job": self.job_id})
 
     def run(self) -> dict[str, Any]:
-        """Run the job to its end; returns {state, result_path, error}. Never raises.
+        """Run the job to its end; returns {state, result_path, error, error_detail} (``error``: a one-line cause,
+        ``error_detail``: the traceback; see :class:`~mlac.job_failure.JobFailure`). Never raises.
 
         Idempotent: a second call (a re-attached watcher) waits for the first and returns the same outcome.
         """
@@ -122,15 +136,14 @@ class JobDriver:
     def _run_once(self) -> dict[str, Any]:
         try:
             result_path = self._run()
-            return {"state": SUCCEEDED, "result_path": result_path, "error": None}
+            return {"state": SUCCEEDED, "result_path": result_path, "error": None, "error_detail": None}
         except StoppedError as exc:
-            return {"state": CANCELLED, "result_path": None, "error": str(exc)}
-        except MlacError as exc:
-            return {"state": FAILED, "result_path": None, "error": f"{type(exc).__name__} [{exc.code}]: {exc}"}
-        except Exception:
-            if self._stop.is_set():
-                return {"state": CANCELLED, "result_path": None, "error": "cancelled"}
-            return {"state": FAILED, "result_path": None, "error": traceback.format_exc()}
+            return {"state": CANCELLED, "result_path": None, **JobFailure(str(exc) or "cancelled").to_dict()}
+        except Exception as exc:  # MlacError: its type, code and message; anything else: its last line
+            failure = job_failure(exc, roots=(self.settings.data_dir, self.out_dir.parent.parent))
+            if self._stop.is_set() and not isinstance(exc, MlacError):  # what a stop interrupted, not a user error
+                return {"state": CANCELLED, "result_path": None, **JobFailure("cancelled", failure.detail).to_dict()}
+            return {"state": FAILED, "result_path": None, **failure.to_dict()}
 
     def _run(self) -> str:
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -254,14 +267,16 @@ class JobRunner:
                     try:
                         outcome = ray.get(ref)
                     except ray.exceptions.RayError as exc:
-                        outcome = {"state": FAILED, "result_path": None, "error": f"the job driver died: {exc}"}
-        except Exception:
-            outcome = {"state": FAILED, "result_path": None, "error": traceback.format_exc()}
+                        died = job_failure(exc)
+                        outcome = {"state": FAILED, "result_path": None,
+                                   **JobFailure(f"the job driver died: {died.cause}", died.detail).to_dict()}
+        except Exception as exc:
+            outcome = {"state": FAILED, "result_path": None, **job_failure(exc).to_dict()}
         except SystemExit:  # Ray is shutting down in this process: the detached driver goes on
             return
         self._reported.add(job_id)
         try:
-            sink.finished(job_id, outcome["state"], outcome.get("result_path"), outcome.get("error"))
+            sink.finished(job_id, outcome["state"], outcome.get("result_path"), JobFailure.from_outcome(outcome))
         finally:
             with contextlib.suppress(Exception):
                 ray.kill(driver, no_restart=True)

@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from mlac.job_failure import JobFailure
+
 #: Job end states reported to :meth:`ProgressSink.finished`.
 SUCCEEDED, FAILED, CANCELLED = "SUCCEEDED", "FAILED", "CANCELLED"
 
@@ -24,24 +26,25 @@ class ProgressSink(Protocol):
     def event(self, job_id: str, event: dict[str, Any]) -> None:
         """A progress event (stage, trials done/total, best so far, ...)."""
 
-    def finished(self, job_id: str, state: str, result_path: str | None, error: str | None) -> None:
-        """The job ended: SUCCEEDED (with where the result is), FAILED (with the traceback) or CANCELLED."""
+    def finished(self, job_id: str, state: str, result_path: str | None, failure: JobFailure | None) -> None:
+        """The job ended: SUCCEEDED (with where the result is), FAILED (with a one-line cause and the traceback)
+        or CANCELLED."""
 
 
 class CallbackSink:
     """A sink from two callables (the CLI's progress bar)."""
 
     def __init__(self, on_event: Callable[[str, dict[str, Any]], None],
-                 on_finished: Callable[[str, str, str | None, str | None], None]) -> None:
+                 on_finished: Callable[[str, str, str | None, JobFailure | None], None]) -> None:
         self.on_event, self.on_finished = on_event, on_finished
 
     def event(self, job_id: str, event: dict[str, Any]) -> None:
         """Forward a progress event."""
         self.on_event(job_id, event)
 
-    def finished(self, job_id: str, state: str, result_path: str | None, error: str | None) -> None:
+    def finished(self, job_id: str, state: str, result_path: str | None, failure: JobFailure | None) -> None:
         """Forward the end of the job."""
-        self.on_finished(job_id, state, result_path, error)
+        self.on_finished(job_id, state, result_path, failure)
 
 
 def plain_event(event: dict[str, Any], now: float | None = None) -> dict[str, Any]:

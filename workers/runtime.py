@@ -60,8 +60,10 @@ def read_token(path: Path | None) -> str | None:
 
 
 def ensure_token(ray_dir: Path) -> Path:
-    """Create ``<ray_dir>/auth_token`` (0600) once and return its path."""
-    ray_dir.mkdir(parents=True, exist_ok=True)
+    """Create ``<ray_dir>/auth_token`` (0600) once and return its path; ``ray_dir`` is made 0700 (Ray's session
+    folders inside it are world-writable by Ray's own choice, so the folder above them must not be)."""
+    ray_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(ray_dir, 0o700)
     path = ray_dir / TOKEN_FILE
     if not path.is_file():
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

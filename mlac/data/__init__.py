@@ -4,7 +4,15 @@ from mlac.data.fingerprint import dataset_fingerprint
 from mlac.data.io import load_saved_dataset, save_dataset
 from mlac.data.loaders import load_bias_in_bios
 from mlac.data.scrub import drop_first_sentence, scrub_pronouns
-from mlac.data.splits import DEFAULT_FRACTIONS, SPLIT_NAMES, Splits, make_splits, sample_attack_subset
+from mlac.data.splits import (
+    DEFAULT_FRACTIONS,
+    SPLIT_NAMES,
+    Splits,
+    make_splits,
+    sample_attack_subset,
+    split_sizes,
+    strata_counts,
+)
 from mlac.data.synth import SynthConfig, generate_synthetic
 from mlac.data.tokenize import collate, iterate_batches, tensorize, tokenize_dataset
 from mlac.data.user_file import load_dataset_file
@@ -26,6 +34,8 @@ __all__ = [
     "sample_attack_subset",
     "save_dataset",
     "scrub_pronouns",
+    "split_sizes",
+    "strata_counts",
     "tensorize",
     "tokenize_dataset",
 ]

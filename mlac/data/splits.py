@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from datasets import Dataset
@@ -54,6 +56,27 @@ def _cut(rows: list[int], fractions: tuple[float, ...]) -> list[list[int]]:
         parts.append(rows[start:end])
         start = end
     return parts
+
+
+def split_sizes(strata_counts: Sequence[int],
+                fractions: tuple[float, float, float, float] = DEFAULT_FRACTIONS) -> dict[str, int]:
+    """How many rows each split of :func:`make_splits` gets, from the row count of each stratum alone.
+
+    The cut depends only on the counts (which rows go where depends on the seed), so the service can check
+    at submission, from a dataset's stored class counts, that every data size fits the attack pool.
+    """
+    sizes = dict.fromkeys(SPLIT_NAMES, 0)
+    for count in strata_counts:
+        for name, part in zip(SPLIT_NAMES, _cut(list(range(count)), fractions), strict=True):
+            sizes[name] += len(part)
+    return sizes
+
+
+def strata_counts(ds: Dataset, stratify: str | None = "gender") -> list[int]:
+    """Rows per class of ``stratify`` (one count for the whole set when the column is missing)."""
+    if stratify is None or stratify not in ds.column_names:
+        return [len(ds)]
+    return sorted(Counter(str(v) for v in ds[stratify]).values())
 
 
 def make_splits(

@@ -31,9 +31,12 @@ from mlac.models.config_check import (
     check_parameter_budget,
     read_config_json,
 )
+from mlac.models.custom_code import refuse_custom_code
+from mlac.models.dtype_policy import INDEX_BUFFER_SUFFIXES, check_dtype
 from mlac.models.encoder import EncoderClassifier
 from mlac.models.provenance import package_versions, sha256_file
-from mlac.models.safetensors_check import FLOAT_DTYPES, TensorEntry, read_header
+from mlac.models.safetensors_check import TensorEntry, read_header
+from mlac.models.tokenizer_check import check_tokenizer
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -42,7 +45,7 @@ HEAD_PREFIX = "mlac.beneficial_head."
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "spiece.model", "vocab.json")
 #: Buffers some checkpoints carry that are not parameters of the architecture (safe to ignore).
-IGNORED_SUFFIXES = ("position_ids",)
+IGNORED_SUFFIXES = INDEX_BUFFER_SUFFIXES
 #: What transformers raises for a config it cannot build (besides what the limits catch first): e.g.
 #: ValueError for hidden_size not divisible by the heads, huggingface_hub's StrictDataclassError for a field
 #: of the wrong type (transformers 5 validates configs), TypeError/AttributeError where nothing validates,
@@ -91,6 +94,7 @@ def _read_config(path: Path, limits: ModelLimits = MODEL_LIMITS) -> tuple[Pretra
         raise CheckpointError(f"{path}: missing {CONFIG_FILE} (an HF encoder directory needs one)", code="missing_config")
     raw = read_config_json(cfg_path, limits)
     check_config_limits(raw, limits)
+    refuse_custom_code(CONFIG_FILE, raw)
     try:
         config = AutoConfig.from_pretrained(str(path), local_files_only=True)
     except CONFIG_BUILD_ERRORS as exc:
@@ -133,9 +137,11 @@ def validate_checkpoint_dir(path: str | Path, *, check_values: bool = True, max_
     """Validate an HF encoder directory without unpickling anything; raise CheckpointError with a code.
 
     Codes: missing_dir, pickle_refused, missing_weights, missing_config, bad_config, model_too_large,
-    missing_tokenizer, the structural codes of :func:`read_header`, size_mismatch (the config implies more
-    parameters than the file holds), unexpected_tensor, missing_tensor, shape_mismatch, bad_dtype, bad_head,
-    non_finite. Cheapest first: sizes are checked before anything is built, the header before any tensor is read.
+    custom_code_refused (:mod:`~mlac.models.custom_code`), missing_tokenizer, the structural codes of
+    :func:`read_header`, bad_dtype (:mod:`~mlac.models.dtype_policy`), size_mismatch (the config implies more
+    parameters than the file holds), unexpected_tensor, missing_tensor, shape_mismatch, bad_head, bad_tokenizer
+    and vocab_mismatch (:mod:`~mlac.models.tokenizer_check`), non_finite. Cheapest first: sizes are checked before
+    anything is built, the header before any tensor is read, the tokenizer before the weights' values.
     """
     path = Path(path)
     if not path.is_dir():
@@ -154,10 +160,13 @@ def validate_checkpoint_dir(path: str | Path, *, check_values: bool = True, max_
     if not any((path / name).is_file() for name in TOKENIZER_FILES):
         raise CheckpointError(f"{path}: no tokenizer files (one of {', '.join(TOKENIZER_FILES)})", code="missing_tokenizer")
     entries = read_header(weights, max_header_bytes=max_header_bytes or limits.max_header_bytes)
+    for entry in entries.values():
+        check_dtype(WEIGHTS_FILE, entry)
     expected = _expected_shapes(config)
     check_parameter_budget(_required_parameters(expected), sum(e.end - e.begin for e in entries.values()), limits)
     prefix = _strip_prefix(list(entries), expected, config)
     num_beneficial = _check_tensors(entries, expected, prefix, int(config.hidden_size), path)
+    check_tokenizer(path, int(config.vocab_size), limits)
     if check_values:
         _check_finite(weights)
     names = meta.get("beneficial_names", [])
@@ -193,8 +202,6 @@ def _check_tensors(
                 f"{path.name}: tensor {name!r} has shape {list(entry.shape)}, config.json implies {list(expected[key])}",
                 code="shape_mismatch",
             )
-        if entry.dtype not in FLOAT_DTYPES:
-            raise CheckpointError(f"{path.name}: tensor {name!r} has dtype {entry.dtype}, expected a float type", code="bad_dtype")
         seen.add(key)
     missing = sorted(k for k in set(expected) - seen if not k.startswith("pooler."))
     if missing:

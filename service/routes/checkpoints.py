@@ -11,12 +11,14 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi import Path as PathParam
 from starlette.concurrency import run_in_threadpool
 
+from mlac.checkpoint_id import content_id
 from mlac.errors import CheckpointError, MlacError
 from mlac.models import validate_checkpoint_dir
 from mlac.models.checkpoint import PICKLE_SUFFIXES
 from service.checkpoint_store import CHECKPOINT_FILES, checkpoints_root, delete_row, store_upload
 from service.deps import PrincipalDep, StateDep
-from service.errors import BadUploadError
+from service.errors import BadUploadError, NotFoundError
+from service.quotas import check_stored_bytes, declared_bytes
 from service.schemas import CheckpointPublic, CheckpointsPublic, ErrorPublic
 from service.state import AppState
 from service.store.records import Checkpoint
@@ -64,6 +66,10 @@ def _commit(state: AppState, owner: str, name: str | None, staged: StagedUpload)
     meta = {"model_type": info.model_type, "hidden_size": info.hidden_size, "num_parameters": info.num_parameters,
             "num_beneficial": info.num_beneficial, "weights_sha256": info.sha256, "files": files}
     size = sum(s for s, _ in staged.files.values())
+    try:  # the same files again cost nothing more (the answer is the existing row)
+        state.store.get_checkpoint(content_id(files), owner)
+    except NotFoundError:
+        check_stored_bytes(state.store, state.settings, owner, size, "this checkpoint")
 
     def row_for(checkpoint_id: str, final: Path) -> Checkpoint:
         return Checkpoint(sha256=checkpoint_id, owner=owner, name=name or f"checkpoint-{checkpoint_id[:12]}",
@@ -86,6 +92,8 @@ async def upload_checkpoint(
     tokenizer are another checkpoint. Uploading the same files again answers 200 with your existing row.
     """
     state.limiter.hit(principal.key_id, "upload")
+    await run_in_threadpool(check_stored_bytes, state.store, state.settings, principal.key_id,
+                            declared_bytes(request.headers.get("content-length")), "an upload")  # 413 before reading
     staging = state.staging_dir / f"ckpt-{secrets.token_hex(8)}"
     try:
         staged = await stream_to_dir(request.stream(), request.headers.get("content-type"),

@@ -12,10 +12,18 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi import Path as PathParam
 from starlette.concurrency import run_in_threadpool
 
-from mlac.data import SynthConfig, dataset_fingerprint, generate_synthetic, load_dataset_file, save_dataset
+from mlac.data import (
+    SynthConfig,
+    dataset_fingerprint,
+    generate_synthetic,
+    load_dataset_file,
+    save_dataset,
+    strata_counts,
+)
 from mlac.errors import DataError, MlacError
 from service.deps import PrincipalDep, StateDep
 from service.errors import BadUploadError
+from service.quotas import check_stored_bytes, declared_bytes
 from service.schemas import Column, DatasetPublic, DatasetsPublic, ErrorPublic, SyntheticDatasetCreate
 from service.store.records import DatasetRec
 from service.store.sql import new_id
@@ -50,9 +58,18 @@ def _allowed(name: str) -> None:
 def _store_dataset(state: Any, owner: str, name: str, source: str, ds: Any, task: Any, extra: dict[str, Any]) -> DatasetRec:
     dataset_id = new_id("ds")
     path = save_dataset(ds, task, state.settings.artifact_root / "datasets" / dataset_id / "data.parquet")
-    info = {"beneficial_names": list(task.beneficial_names), "harmful_names": list(task.harmful_names), **extra}
+    for written in path.parent.iterdir():  # a tenant's data: owner-only, like the uploads
+        written.chmod(0o600)
+    size = sum(f.stat().st_size for f in path.parent.iterdir() if f.is_file())
+    try:
+        check_stored_bytes(state.store, state.settings, owner, size, "this dataset")
+    except MlacError:
+        shutil.rmtree(path.parent, ignore_errors=True)  # a fresh folder of this request only: nothing else goes
+        raise
+    info = {"beneficial_names": list(task.beneficial_names), "harmful_names": list(task.harmful_names),
+            "strata_counts": strata_counts(ds), **extra}  # lets a submission check its sizes against the attack pool
     row = DatasetRec(id=dataset_id, owner=owner, name=name, source=source, path=str(path), num_rows=len(ds),
-                     fingerprint=dataset_fingerprint(ds), info=info, created_at=time.time())
+                     fingerprint=dataset_fingerprint(ds), info=info, created_at=time.time(), size_bytes=size)
     return state.store.add_dataset(row)  # type: ignore[no-any-return]
 
 
@@ -74,6 +91,8 @@ async def upload_dataset(
     state.limiter.hit(principal.key_id, "upload")
     if beneficial_column == harmful_column:
         raise DataError("beneficial_column and harmful_column must name different columns")
+    await run_in_threadpool(check_stored_bytes, state.store, state.settings, principal.key_id,
+                            declared_bytes(request.headers.get("content-length")), "an upload")  # 413 before reading
     staging = state.staging_dir / f"data-{secrets.token_hex(8)}"
     staged = await stream_to_dir(request.stream(), request.headers.get("content-type"), request.headers.get("content-length"),
                                  staging, state.settings.dataset_max_bytes, allowed=_allowed, max_files=1)

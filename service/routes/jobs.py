@@ -1,4 +1,5 @@
-"""Jobs: submit (with Idempotency-Key), list, get with live progress, cancel, result, report, figures, SSE events."""
+"""Jobs: submit (with Idempotency-Key, priced and checked against the key's quotas), estimate, list, get with live
+progress, cancel, result, report, figures, SSE events."""
 
 from __future__ import annotations
 
@@ -12,12 +13,19 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from mlac.audit.cost import JobCost
+from service.auth import Principal
 from service.checkpoint_store import dir_checkpoint
 from service.deps import PrincipalDep, StateDep
 from service.errors import NotFoundError, NotReadyError
 from service.jobspec import spec_hash, worker_spec
+from service.quotas import Limits, active_jobs_refusal, estimate, job_refusal, limits_for
+from service.routes.keys import quota_public
 from service.schemas import (
+    ErrorBody,
     ErrorPublic,
+    EstimateAnswer,
+    EstimatePublic,
     JobCreate,
     JobKind,
     JobPublic,
@@ -26,10 +34,11 @@ from service.schemas import (
     ProgressPublic,
     TrialPublic,
 )
+from service.state import AppState
 from service.store.records import TERMINAL, Job, NewJob
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
-ERRORS: dict[int | str, dict[str, Any]] = {c: {"model": ErrorPublic} for c in (400, 401, 404, 409, 422, 429)}
+ERRORS: dict[int | str, dict[str, Any]] = {c: {"model": ErrorPublic} for c in (400, 401, 403, 404, 409, 422, 429)}
 JobIdPath = Annotated[str, PathParam(pattern=r"^job_[0-9a-f]{20}$")]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200,
                                               pattern=r"^[\x21-\x7e]+$")]
@@ -43,10 +52,40 @@ def public(job: Job) -> JobPublic:
     return JobPublic(
         id=job.id, kind=job.kind, state=job.state, owner=job.owner, request=job.spec, progress=progress,  # type: ignore[arg-type]
         created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at, attempts=job.attempts,
-        cancel_requested=job.cancel_requested, error=job.error, verdict=job.verdict, schedule_id=job.schedule_id,
+        cancel_requested=job.cancel_requested, error=job.error, error_detail=job.error_detail, verdict=job.verdict,
+        schedule_id=job.schedule_id,
         links={"self": base, "events": f"{base}/events", "result": f"{base}/result", "report": f"{base}/report",
                "curves": f"{base}/figures/curves.png", "trials": f"{base}/trials"},
+        estimate=EstimatePublic.from_cost(job.estimate) if job.estimate else None,
     )
+
+
+def view(state: Any, job: Job) -> JobPublic:
+    """:func:`public` with server paths taken out of the failure text (:mod:`service.redact`)."""
+    out = public(job)
+    texts = {k: getattr(out, k) for k in ("error", "error_detail") if isinstance(getattr(out, k, None), str)}
+    if not texts:
+        return out
+    return out.model_copy(update={k: state.redactor.text(v) for k, v in texts.items()})
+
+
+def priced(body: JobCreate, state: AppState, principal: Principal) -> tuple[JobCost, Limits]:
+    """Validate the job (404 / 422 now rather than a FAILED job later) and price it against the caller's limits."""
+    spec = worker_spec(body, state.store, principal.owner_filter)
+    return estimate(body.kind, spec), limits_for(state.store.get_api_key(principal.key_id), state.settings)
+
+
+@router.post("/estimate", response_model=EstimateAnswer, responses=ERRORS)
+def estimate_job(body: JobCreate, state: StateDep, principal: PrincipalDep) -> EstimateAnswer:
+    """Price a job without creating it: upper bounds of its trial runs and steps, and whether ``POST /v1/jobs``
+    would accept it now (``refusal``: the ``quota_exceeded`` error it would get). Validates like a submission."""
+    cost, limits = priced(body, state, principal)
+    quota = quota_public(state, state.store.get_api_key(principal.key_id))
+    refusal = job_refusal(cost, limits)
+    if refusal is None and quota.usage.active_jobs >= limits.max_active_jobs:
+        refusal = active_jobs_refusal(quota.usage.active_jobs, limits.max_active_jobs)
+    return EstimateAnswer(estimate=EstimatePublic.from_cost(cost.to_dict()), accepted=refusal is None, quota=quota,
+                          refusal=ErrorBody(code=refusal.code, message=str(refusal)) if refusal is not None else None)
 
 
 @router.post("", status_code=201, response_model=JobPublic, responses=ERRORS)
@@ -54,18 +93,26 @@ def submit_job(body: JobCreate, response: Response, state: StateDep, principal: 
                idempotency_key: IdempotencyKey = None) -> JobPublic:
     """Submit a job. The same ``Idempotency-Key`` with the same body returns the first job (200); with another
     body, 422 ``idempotency_conflict``. References to datasets and checkpoints must be your own (404). The rate limit
-    is charged before the body is read (:mod:`service.guards`)."""
-    worker_spec(body, state.store, principal.owner_filter)  # 404 / 422 now rather than a FAILED job later
+    is charged before the body is read (:mod:`service.guards`). Quotas (code ``quota_exceeded``): 403 when the job
+    may run more trial runs than the key's per-job limit, 429 when the key already has its limit of queued + running
+    jobs (a retry with a known Idempotency-Key still returns its job). The answer carries the cost ``estimate``."""
+    if body.webhook_url is not None:
+        state.webhooks.policy.check_url(str(body.webhook_url))  # 422 webhook_url_denied (checked again at send time)
+    cost, limits = priced(body, state, principal)
+    refusal = job_refusal(cost, limits)
+    if refusal is not None:
+        raise refusal
     job, created = state.store.create_job(NewJob(
         owner=principal.key_id, kind=body.kind, spec=body.model_dump(mode="json"), spec_hash=spec_hash(body),
         idempotency_key=idempotency_key, checkpoint_sha=body.checkpoint_id, dataset_id=body.dataset_id,
-        webhook_url=str(body.webhook_url) if body.webhook_url else None))
+        webhook_url=str(body.webhook_url) if body.webhook_url else None, estimate=cost.to_dict()),
+        max_active=limits.max_active_jobs)
     if created:
         state.metrics.jobs_submitted.labels(kind=body.kind).inc()
         state.dispatcher.wake()
     else:
         response.status_code = 200
-    return public(job)
+    return view(state, job)
 
 
 @router.get("", response_model=JobsPublic, responses=ERRORS)
@@ -78,7 +125,7 @@ def list_jobs(state: StateDep, principal: PrincipalDep,
     """Your jobs, newest first, filtered by state, kind or schedule."""
     items, total = state.store.list_jobs(principal.owner_filter, state=job_state, kind=kind, schedule_id=schedule_id,
                                          limit=limit, offset=offset)
-    return JobsPublic(items=[public(j) for j in items], total=total, limit=limit, offset=offset)
+    return JobsPublic(items=[view(state, j) for j in items], total=total, limit=limit, offset=offset)
 
 
 @router.get("/{job_id}", response_model=JobPublic, responses=ERRORS)
@@ -92,7 +139,7 @@ async def get_job(job_id: JobIdPath, state: StateDep, principal: PrincipalDep) -
         job = store.get_job(job_id, principal.owner_filter)
     else:
         job = await run_in_threadpool(store.get_job, job_id, principal.owner_filter)
-    return Response(public(job).model_dump_json(), media_type="application/json")
+    return Response(view(state, job).model_dump_json(), media_type="application/json")
 
 
 @router.post("/{job_id}/cancel", status_code=202, response_model=JobPublic, responses=ERRORS)
@@ -100,7 +147,7 @@ def cancel_job(job_id: JobIdPath, state: StateDep, principal: PrincipalDep) -> J
     """Cancel: a queued job ends at once; a running one stops within seconds (409 once it has ended)."""
     job = state.store.request_cancel(job_id, principal.owner_filter)
     state.dispatcher.wake()
-    return public(job)
+    return view(state, job)
 
 
 def _result_dir(state: Any, job_id: str, owner: str | None) -> tuple[Job, Path]:
@@ -118,11 +165,11 @@ def job_result(job_id: JobIdPath, state: StateDep, principal: PrincipalDep) -> R
         prov = folder / "provenance.json"
         body = {"kind": "censor", "checkpoint_id": dir_checkpoint(folder)[0],
                 "provenance": json.loads(prov.read_text(encoding="utf-8")) if prov.is_file() else {}}
-        return Response(json.dumps(body), media_type="application/json")
+        return Response(json.dumps(state.redactor.json(body)), media_type="application/json")
     path = folder / "result.json"
     if not path.is_file():
         raise NotFoundError(f"job {job_id} has no result.json")
-    return Response(path.read_bytes(), media_type="application/json")
+    return Response(json.dumps(state.redactor.json(json.loads(path.read_bytes()))), media_type="application/json")
 
 
 @router.get("/{job_id}/report", response_class=HTMLResponse, responses=ERRORS)
@@ -132,7 +179,7 @@ def job_report(job_id: JobIdPath, state: StateDep, principal: PrincipalDep) -> H
     path = folder / "report.html"
     if not path.is_file():
         raise NotFoundError(f"job {job_id} has no report (censor jobs have none)")
-    return HTMLResponse(path.read_text(encoding="utf-8"))
+    return HTMLResponse(state.redactor.text(path.read_text(encoding="utf-8")))
 
 
 @router.get("/{job_id}/figures/{name}.png", response_class=FileResponse, responses={**ERRORS, 200: {"content": {"image/png": {}}}})
@@ -161,7 +208,7 @@ async def job_events(job_id: JobIdPath, state: StateDep, principal: PrincipalDep
                                                                  pattern=r"^[0-9]+$")] = None) -> StreamingResponse:
     """Server-Sent Events: ``progress`` events (``id`` = sequence number, resume with ``Last-Event-ID``), then one
     ``end`` event with the final state."""
-    store = state.store
+    store, redactor = state.store, state.redactor
     await run_in_threadpool(store.get_job, job_id, principal.owner_filter)
     start = int(last_event_id) if last_event_id else 0
 
@@ -171,7 +218,7 @@ async def job_events(job_id: JobIdPath, state: StateDep, principal: PrincipalDep
             events = await run_in_threadpool(store.events_since, job_id, seq)
             for e in events:
                 seq = e.seq
-                yield f"id: {e.seq}\nevent: progress\ndata: {json.dumps(e.payload, default=str)}\n\n"
+                yield f"id: {e.seq}\nevent: progress\ndata: {json.dumps(redactor.json(e.payload), default=str)}\n\n"
             if events:
                 idle = 0
                 continue

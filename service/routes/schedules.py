@@ -17,6 +17,7 @@ from fastapi import Path as PathParam
 from mlac.errors import ConfigError
 from service.deps import PrincipalDep, StateDep
 from service.jobspec import worker_spec
+from service.quotas import estimate, job_refusal, limits_for
 from service.scheduler import check_schedule, next_slots, template_problem
 from service.schemas import ErrorPublic, ScheduleCreate, SchedulePublic, ScheduleRunPublic, SchedulesPublic
 from service.store.records import Schedule
@@ -56,7 +57,13 @@ def create_schedule(body: ScheduleCreate, state: StateDep, principal: PrincipalD
     """Create a schedule; its job template is checked now (references must be yours, the config valid).
     Rate-limited before the body is read (:mod:`service.guards`)."""
     check_schedule(body.cron, body.timezone, state.scheduler.clock())
-    worker_spec(body.job, state.store, principal.owner_filter)
+    for url in (body.webhook_url, body.job.webhook_url):
+        if url is not None:
+            state.webhooks.policy.check_url(str(url))  # 422 webhook_url_denied (checked again at send time)
+    spec = worker_spec(body.job, state.store, principal.owner_filter)
+    refusal = job_refusal(estimate(body.job.kind, spec), limits_for(state.store.get_api_key(principal.key_id), state.settings))
+    if refusal is not None:  # every slot would make a job the key may not run
+        raise refusal
     row = Schedule(id=new_id("sch"), owner=principal.key_id, name=body.name, cron=body.cron, timezone=body.timezone,
                    template=body.job.model_dump(mode="json"), webhook_url=str(body.webhook_url) if body.webhook_url else None,
                    paused=False, created_at=time.time(), last_slot=None)

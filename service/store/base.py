@@ -33,10 +33,16 @@ from service.store.records import (
     DatasetRec,
     Job,
     JobEvent,
+    KeyQuota,
     NewJob,
+    NewWebhook,
     Schedule,
     ScheduleRun,
     TrialResult,
+    Usage,
+    WebhookDelivery,
+    WebhookOutcome,
+    WebhookSecret,
 )
 
 
@@ -57,8 +63,21 @@ class JobStore(abc.ABC):
 
     # -- API keys
     @abc.abstractmethod
-    def add_api_key(self, name: str, key_hash: str, is_admin: bool, key_id: str | None = None) -> ApiKey:
-        """Store a key by its hash (idempotent on the hash: an existing key is returned)."""
+    def add_api_key(self, name: str, key_hash: str, is_admin: bool, key_id: str | None = None,
+                    quota: KeyQuota | None = None) -> ApiKey:
+        """Store a key by its hash (idempotent on the hash: an existing key is returned), with its quota overrides."""
+
+    @abc.abstractmethod
+    def get_api_key(self, key_id: str) -> ApiKey:
+        """One key by id, revoked or not (NotFoundError when unknown)."""
+
+    @abc.abstractmethod
+    def set_api_key_quota(self, key_id: str, quota: KeyQuota) -> ApiKey:
+        """Replace the key's quota overrides (None fields: the default); NotFoundError when unknown."""
+
+    @abc.abstractmethod
+    def usage(self, owner: str) -> Usage:
+        """The owner's queued + running jobs and the summed ``size_bytes`` of its checkpoint and dataset rows."""
 
     @abc.abstractmethod
     def api_key_by_hash(self, key_hash: str) -> ApiKey | None:
@@ -114,8 +133,12 @@ class JobStore(abc.ABC):
 
     # -- jobs
     @abc.abstractmethod
-    def create_job(self, job: NewJob) -> tuple[Job, bool]:
-        """Insert a QUEUED job, honouring the idempotency key (see the contract); returns (job, created)."""
+    def create_job(self, job: NewJob, max_active: int | None = None) -> tuple[Job, bool]:
+        """Insert a QUEUED job, honouring the idempotency key (see the contract); returns (job, created).
+
+        ``max_active``: refuse (:class:`~service.quotas.QuotaExceededError`, 429) when the owner already has that
+        many QUEUED/RUNNING jobs, checked in the inserting transaction under a per-owner lock, so concurrent
+        submissions never exceed it. A retry with a known idempotency key returns its job without the check."""
 
     @abc.abstractmethod
     def get_job(self, job_id: str, owner: str | None) -> Job:
@@ -130,7 +153,15 @@ class JobStore(abc.ABC):
 
     @abc.abstractmethod
     def queued_jobs(self, limit: int) -> list[Job]:
-        """Oldest QUEUED jobs first (the dispatcher's work list)."""
+        """Oldest QUEUED jobs first."""
+
+    @abc.abstractmethod
+    def fair_queued_jobs(self, limit: int) -> list[Job]:
+        """The next ``limit`` QUEUED jobs to start, round-robin across owners (the dispatcher's work list).
+
+        Order: an owner's k-th queued job (k = 0, 1, ...) ranks at level running + k, where running counts the
+        owner's RUNNING jobs; lower levels first; within a level, jobs not behind another of the same batch (k = 0)
+        first, then the owner who started a job least recently (never first), then the oldest job."""
 
     @abc.abstractmethod
     def start_job(self, job_id: str, lease_owner: str, lease_until: float) -> Job:
@@ -146,8 +177,10 @@ class JobStore(abc.ABC):
 
     @abc.abstractmethod
     def finish_job(self, job_id: str, state: str, *, result_path: str | None = None, error: str | None = None,
-                   verdict: str | None = None) -> Job:
-        """RUNNING (or QUEUED, for CANCELLED) -> a terminal state; InvalidTransitionError otherwise."""
+                   verdict: str | None = None, error_detail: str | None = None) -> Job:
+        """RUNNING (or QUEUED, for CANCELLED) -> a terminal state; InvalidTransitionError otherwise.
+
+        ``error``: the one-line cause of a failure; ``error_detail``: its traceback (migration 0006)."""
 
     @abc.abstractmethod
     def request_cancel(self, job_id: str, owner: str | None) -> Job:
@@ -203,9 +236,45 @@ class JobStore(abc.ABC):
         """Delete a schedule and its run records (its jobs stay)."""
 
     @abc.abstractmethod
-    def fire_slot(self, schedule_id: str, slot: str, job: NewJob, fired_by: str, now: float) -> Job | None:
-        """Atomically record the slot and create its job; None when the slot was already fired."""
+    def fire_slot(self, schedule_id: str, slot: str, job: NewJob, fired_by: str, now: float,
+                  max_active: int | None = None) -> Job | None:
+        """Atomically record the slot and create its job; None when the slot was already fired.
+        ``max_active``: QuotaExceededError (nothing recorded) when the owner already has that many active jobs."""
 
     @abc.abstractmethod
     def schedule_runs(self, schedule_id: str, limit: int = 20) -> list[ScheduleRun]:
         """The latest fired slots, newest first."""
+
+    # -- webhooks (migration 0004): per-tenant signing secrets and the persistent outbox
+    @abc.abstractmethod
+    def webhook_secret(self, owner: str, candidate: str) -> WebhookSecret:
+        """The owner's signing secret; the first call stores ``candidate`` (concurrent first calls agree on one)."""
+
+    @abc.abstractmethod
+    def rotate_webhook_secret(self, owner: str, secret: str) -> WebhookSecret:
+        """Replace (or set) the owner's signing secret; deliveries signed from now on use it."""
+
+    @abc.abstractmethod
+    def enqueue_webhook(self, webhook: NewWebhook, now: float) -> tuple[WebhookDelivery, bool]:
+        """Insert a pending delivery due at ``now``; a second enqueue of the same (job, event) returns the first
+        row (``created=False``)."""
+
+    @abc.abstractmethod
+    def claim_webhooks(self, claimer: str, now: float, claim_until: float, limit: int,
+                       skip_destinations: frozenset[str] = frozenset()) -> list[WebhookDelivery]:
+        """Claim up to ``limit`` due pending deliveries (compare-and-set: a row is claimed by one process only), at
+        most one per destination, none for a destination in ``skip_destinations`` or with another live claim."""
+
+    @abc.abstractmethod
+    def record_webhook_attempt(self, delivery_id: str, claimer: str, outcome: WebhookOutcome, now: float) -> bool:
+        """Count an attempt and store its outcome, releasing the claim; False (nothing written) when ``claimer`` no
+        longer holds the claim."""
+
+    @abc.abstractmethod
+    def release_webhook_claims(self, claimer: str, delivery_ids: list[str] | None = None) -> int:
+        """Drop ``claimer``'s claims (all, or those rows) without counting an attempt (clean shutdown)."""
+
+    @abc.abstractmethod
+    def list_webhooks(self, owner: str | None, *, job_id: str | None = None, state: str | None = None,
+                      limit: int = 50, offset: int = 0) -> tuple[list[WebhookDelivery], int]:
+        """A filtered page of the owner's deliveries (admin: all), newest first, and the total count."""

@@ -28,6 +28,27 @@ class ApiKey:
     is_admin: bool
     created_at: float
     revoked: bool = False
+    #: Quota overrides set by the admin (None: the service default, ``MLAC_QUOTA_*``).
+    max_trial_runs_per_job: int | None = None
+    max_active_jobs: int | None = None
+    max_stored_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class KeyQuota:
+    """A key's quota overrides (None: the service default); columns of ``mlac_api_keys`` (migration 0005)."""
+
+    max_trial_runs_per_job: int | None = None
+    max_active_jobs: int | None = None
+    max_stored_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What a key uses now: its queued + running jobs and the bytes of its checkpoint and dataset rows."""
+
+    active_jobs: int
+    stored_bytes: int
 
 
 @dataclass(frozen=True)
@@ -58,6 +79,7 @@ class DatasetRec:
     fingerprint: str
     info: dict[str, Any]
     created_at: float
+    size_bytes: int = 0  #: bytes stored on disk (the byte quota counts them)
 
 
 @dataclass(frozen=True)
@@ -73,6 +95,7 @@ class NewJob:
     dataset_id: str | None = None
     schedule_id: str | None = None
     webhook_url: str | None = None
+    estimate: dict[str, Any] | None = None  #: :class:`mlac.audit.cost.JobCost` as a dict (migration 0005)
 
 
 @dataclass(frozen=True)
@@ -101,6 +124,8 @@ class Job:
     result_path: str | None
     error: str | None
     verdict: str | None
+    estimate: dict[str, Any] | None = None  #: the cost estimate made at submission (None for older jobs)
+    error_detail: str | None = None  #: the traceback of a failure (``error`` is its one-line cause)
 
 
 @dataclass(frozen=True)
@@ -151,3 +176,62 @@ class JobEvent:
     seq: int
     t: float
     payload: dict[str, Any]
+
+
+#: Webhook delivery states: waiting (or retrying), sent (2xx), given up, refused by the egress policy.
+WEBHOOK_PENDING, WEBHOOK_DELIVERED, WEBHOOK_FAILED, WEBHOOK_REFUSED = "pending", "delivered", "failed", "refused"
+WEBHOOK_STATES = (WEBHOOK_PENDING, WEBHOOK_DELIVERED, WEBHOOK_FAILED, WEBHOOK_REFUSED)
+
+
+@dataclass(frozen=True)
+class NewWebhook:
+    """A webhook to enqueue in the outbox (one row per delivery; ``(job_id, event)`` is enqueued once)."""
+
+    owner: str
+    url: str
+    destination: str  # host:port, the unit of per-destination isolation
+    event: str
+    body: str  # the exact JSON sent (and signed) on every attempt
+    job_id: str | None = None
+
+
+@dataclass(frozen=True)
+class WebhookDelivery:
+    """An outbox row: a delivery and what happened to it."""
+
+    id: str
+    owner: str
+    job_id: str | None
+    url: str
+    destination: str
+    event: str
+    body: str
+    state: str
+    attempts: int
+    next_attempt_at: float
+    last_status: int | None
+    last_error: str | None
+    claimed_by: str | None
+    claim_expires_at: float | None
+    created_at: float
+    updated_at: float
+    delivered_at: float | None
+
+
+@dataclass(frozen=True)
+class WebhookOutcome:
+    """What one delivery attempt did: the row's next state and, for a retry, when."""
+
+    state: str
+    status: int | None = None
+    error: str | None = None
+    next_attempt_at: float | None = None
+
+
+@dataclass(frozen=True)
+class WebhookSecret:
+    """A tenant's (API key's) HMAC signing secret."""
+
+    owner: str
+    secret: str
+    created_at: float

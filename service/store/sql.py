@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import secrets
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -28,6 +30,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -42,6 +45,7 @@ from service.errors import (
     ServiceError,
     StoreUnavailableError,
 )
+from service.quotas import active_jobs_refusal
 from service.store import migrate
 from service.store.base import JobStore
 from service.store.records import (
@@ -50,15 +54,24 @@ from service.store.records import (
     RUNNING,
     TERMINAL,
     TRANSITIONS,
+    WEBHOOK_DELIVERED,
+    WEBHOOK_PENDING,
+    WEBHOOK_STATES,
     ApiKey,
     Checkpoint,
     DatasetRec,
     Job,
     JobEvent,
+    KeyQuota,
     NewJob,
+    NewWebhook,
     Schedule,
     ScheduleRun,
     TrialResult,
+    Usage,
+    WebhookDelivery,
+    WebhookOutcome,
+    WebhookSecret,
 )
 from service.store.tables import (
     api_keys,
@@ -69,9 +82,21 @@ from service.store.tables import (
     schedule_runs,
     schedules,
     trial_results,
+    webhook_outbox,
+    webhook_secrets,
 )
 
 T = TypeVar("T")
+
+
+def _owner_only(database: Path) -> None:
+    """The SQLite file holds key hashes, webhook secrets and every tenant's jobs: 0600 (its -wal/-shm files
+    take the database file's mode)."""
+    for path in (database, database.with_name(database.name + "-wal"), database.with_name(database.name + "-shm")):
+        if path.exists():
+            os.chmod(path, 0o600)
+
+
 ACTIVE = (QUEUED, RUNNING)
 
 
@@ -198,6 +223,8 @@ class SqlStore(JobStore):
                 migrate.upgrade(self.engine)
             except (DBAPIError, SQLAlchemyError) as exc:
                 raise StoreUnavailableError(f"cannot migrate the job store at {make_url(self.url)!r}: {exc}") from exc
+        if backend == "sqlite" and database and database != ":memory:":
+            _owner_only(Path(database))
 
     # -- plumbing
     @contextmanager
@@ -217,15 +244,42 @@ class SqlStore(JobStore):
 
     # -- API keys
     @_translated
-    def add_api_key(self, name: str, key_hash: str, is_admin: bool, key_id: str | None = None) -> ApiKey:
+    def add_api_key(self, name: str, key_hash: str, is_admin: bool, key_id: str | None = None,
+                    quota: KeyQuota | None = None) -> ApiKey:
         with self._write() as conn:
             row = conn.execute(select(api_keys).where(api_keys.c.key_hash == key_hash)).mappings().first()
             if row is not None:
                 return ApiKey(**row)
             values = {"id": key_id or new_id("key"), "name": name, "key_hash": key_hash, "is_admin": is_admin,
-                      "created_at": time.time(), "revoked": False}
+                      "created_at": time.time(), "revoked": False, **(quota or KeyQuota()).__dict__}
             conn.execute(insert(api_keys).values(**values))
             return ApiKey(**values)
+
+    @_translated
+    def get_api_key(self, key_id: str) -> ApiKey:
+        with self._read() as conn:
+            row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).mappings().first()
+        if row is None:
+            raise NotFoundError(f"API key {key_id} not found")
+        return ApiKey(**row)
+
+    @_translated
+    def set_api_key_quota(self, key_id: str, quota: KeyQuota) -> ApiKey:
+        with self._write() as conn:
+            if conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(**quota.__dict__)).rowcount == 0:
+                raise NotFoundError(f"API key {key_id} not found")
+        return self.get_api_key(key_id)
+
+    @_translated
+    def usage(self, owner: str) -> Usage:
+        with self._read() as conn:
+            active = conn.execute(select(func.count()).select_from(jobs).where(jobs.c.owner == owner,
+                                                                             jobs.c.state.in_(ACTIVE))).scalar_one()
+            ckpt = conn.execute(select(func.coalesce(func.sum(checkpoints.c.size_bytes), 0))
+                                .where(checkpoints.c.owner == owner)).scalar_one()
+            data = conn.execute(select(func.coalesce(func.sum(datasets.c.size_bytes), 0))
+                                .where(datasets.c.owner == owner)).scalar_one()
+        return Usage(active_jobs=int(active), stored_bytes=int(ckpt) + int(data))
 
     @_translated
     def api_key_by_hash(self, key_hash: str) -> ApiKey | None:
@@ -374,12 +428,41 @@ class SqlStore(JobStore):
         return {**job.__dict__, "id": job_id, "state": QUEUED, "created_at": now, "attempts": 0,
                 "cancel_requested": False, "progress": {}}
 
+    @staticmethod
+    def _same_request(existing: Job, job: NewJob) -> Job:
+        """The job an idempotency key already names, when it was made from the same request."""
+        if existing.spec_hash != job.spec_hash:
+            raise IdempotencyConflictError(
+                f"Idempotency-Key {job.idempotency_key!r} was used for a different request (job {existing.id}); "
+                "use a new key for a new request") from None
+        return existing
+
+    def _admit(self, conn: Connection, job: NewJob, max_active: int) -> Job | None:
+        """Inside the inserting transaction: the job an idempotency key already names (no quota check: a retry
+        is not a new job), else refuse when the owner has ``max_active`` active jobs. Serialised per owner:
+        SQLite's BEGIN IMMEDIATE orders every writer, PostgreSQL takes a transaction-scoped advisory lock on
+        the owner, so two concurrent submissions cannot both take the last slot."""
+        if self.backend == "postgresql":
+            conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(job.owner))))
+        if job.idempotency_key is not None:
+            row = conn.execute(select(jobs).where(jobs.c.owner == job.owner,
+                                                  jobs.c.idempotency_key == job.idempotency_key)).mappings().first()
+            if row is not None:
+                return Job(**row)
+        active = int(conn.execute(select(func.count()).select_from(jobs).where(
+            jobs.c.owner == job.owner, jobs.c.state.in_(ACTIVE))).scalar_one())
+        if active >= max_active:
+            raise active_jobs_refusal(active, max_active)
+        return None
+
     @_translated
-    def create_job(self, job: NewJob) -> tuple[Job, bool]:
+    def create_job(self, job: NewJob, max_active: int | None = None) -> tuple[Job, bool]:
         job_id = new_id("job")
         try:
             with self._write() as conn:
-                conn.execute(insert(jobs).values(**self._job_values(job, job_id, time.time())))
+                known = self._admit(conn, job, max_active) if max_active is not None else None
+                if known is None:
+                    conn.execute(insert(jobs).values(**self._job_values(job, job_id, time.time())))
         except IntegrityError:
             if job.idempotency_key is None:
                 raise
@@ -388,12 +471,9 @@ class SqlStore(JobStore):
                                                       jobs.c.idempotency_key == job.idempotency_key)).mappings().first()
             if row is None:
                 raise
-            existing = Job(**row)
-            if existing.spec_hash != job.spec_hash:
-                raise IdempotencyConflictError(
-                    f"Idempotency-Key {job.idempotency_key!r} was used for a different request (job {existing.id}); "
-                    "use a new key for a new request") from None
-            return existing, False
+            return self._same_request(Job(**row), job), False
+        if known is not None:
+            return self._same_request(known, job), False
         return self.get_job(job_id, None), True
 
     @property
@@ -443,6 +523,26 @@ class SqlStore(JobStore):
             rows = conn.execute(select(jobs).where(jobs.c.state == QUEUED).order_by(jobs.c.created_at).limit(limit)).mappings()
             return [Job(**r) for r in rows]
 
+    @_translated
+    def fair_queued_jobs(self, limit: int) -> list[Job]:
+        # One query (window function: SQLite >= 3.25, PostgreSQL): per owner, its queued jobs ranked oldest
+        # first, its RUNNING count and when it last started a job (any process's jobs count: fair across replicas).
+        rank = func.row_number().over(partition_by=jobs.c.owner, order_by=(jobs.c.created_at, jobs.c.id)) - 1
+        queued = select(*jobs.columns, rank.label("rank")).where(jobs.c.state == QUEUED).subquery()
+        running = (select(jobs.c.owner, func.count().label("n")).where(jobs.c.state == RUNNING)
+                   .group_by(jobs.c.owner).subquery())
+        started = jobs.alias("started")
+        last_start = (select(func.coalesce(func.max(started.c.started_at), -1.0))
+                      .where(started.c.owner == queued.c.owner).scalar_subquery())
+        level = queued.c.rank + func.coalesce(running.c.n, 0)
+        q = (select(*(queued.c[c.name] for c in jobs.columns))
+             .select_from(queued.outerjoin(running, running.c.owner == queued.c.owner))
+             .where(queued.c.rank < limit)
+             .order_by(level, queued.c.rank, last_start, queued.c.created_at, queued.c.id)
+             .limit(limit))
+        with self._read() as conn:
+            return [Job(**r) for r in conn.execute(q).mappings()]
+
     def _cas(self, conn: Connection, job_id: str, to: str, values: dict[str, Any]) -> None:
         allowed_from = [s for s, targets in TRANSITIONS.items() if to in targets]
         res = conn.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.state.in_(allowed_from)).values(state=to, **values))
@@ -482,12 +582,13 @@ class SqlStore(JobStore):
 
     @_translated
     def finish_job(self, job_id: str, state: str, *, result_path: str | None = None, error: str | None = None,
-                   verdict: str | None = None) -> Job:
+                   verdict: str | None = None, error_detail: str | None = None) -> Job:
         if state not in TERMINAL:
             raise InvalidTransitionError(f"finish_job needs a terminal state, got {state}")
         with self._write() as conn:
             self._cas(conn, job_id, state, {"finished_at": time.time(), "result_path": result_path, "error": error,
-                                            "verdict": verdict, "lease_owner": None, "lease_expires_at": None})
+                                            "error_detail": error_detail, "verdict": verdict, "lease_owner": None,
+                                            "lease_expires_at": None})
         return self.get_job(job_id, None)
 
     @_translated
@@ -607,10 +708,13 @@ class SqlStore(JobStore):
             conn.execute(delete(schedules).where(schedules.c.id == schedule_id))
 
     @_translated
-    def fire_slot(self, schedule_id: str, slot: str, job: NewJob, fired_by: str, now: float) -> Job | None:
+    def fire_slot(self, schedule_id: str, slot: str, job: NewJob, fired_by: str, now: float,
+                  max_active: int | None = None) -> Job | None:
         job_id = new_id("job")
         try:
             with self._write() as conn:
+                if max_active is not None:
+                    self._admit(conn, job, max_active)  # raises before anything is written
                 conn.execute(insert(schedule_runs).values(schedule_id=schedule_id, slot=slot, job_id=job_id,
                                                           fired_at=now, fired_by=fired_by))
                 conn.execute(insert(jobs).values(**self._job_values(job, job_id, now)))
@@ -626,3 +730,118 @@ class SqlStore(JobStore):
             rows = conn.execute(select(schedule_runs).where(schedule_runs.c.schedule_id == schedule_id)
                                 .order_by(schedule_runs.c.slot.desc()).limit(limit)).mappings()
             return [ScheduleRun(**r) for r in rows]
+
+    # -- webhooks
+    @_translated
+    def webhook_secret(self, owner: str, candidate: str) -> WebhookSecret:
+        q = select(webhook_secrets).where(webhook_secrets.c.owner == owner)
+        with self._read() as conn:
+            row = conn.execute(q).mappings().first()
+        if row is not None:
+            return WebhookSecret(**row)
+        made = WebhookSecret(owner=owner, secret=candidate, created_at=time.time())
+        try:
+            with self._write() as conn:
+                conn.execute(insert(webhook_secrets).values(**made.__dict__))
+        except IntegrityError:  # a concurrent first call stored its candidate first: use that one
+            with self._read() as conn:
+                return WebhookSecret(**conn.execute(q).mappings().one())
+        return made
+
+    @_translated
+    def rotate_webhook_secret(self, owner: str, secret: str) -> WebhookSecret:
+        made = WebhookSecret(owner=owner, secret=secret, created_at=time.time())
+        with self._write() as conn:
+            res = conn.execute(update(webhook_secrets).where(webhook_secrets.c.owner == owner)
+                               .values(secret=secret, created_at=made.created_at))
+            if res.rowcount == 0:
+                conn.execute(insert(webhook_secrets).values(**made.__dict__))
+        return made
+
+    @_translated
+    def enqueue_webhook(self, webhook: NewWebhook, now: float) -> tuple[WebhookDelivery, bool]:
+        values = {**webhook.__dict__, "id": new_id("whd"), "state": WEBHOOK_PENDING, "attempts": 0, "next_attempt_at": now,
+                  "last_status": None, "last_error": None, "claimed_by": None, "claim_expires_at": None,
+                  "created_at": now, "updated_at": now, "delivered_at": None}
+        try:
+            with self._write() as conn:
+                conn.execute(insert(webhook_outbox).values(**values))
+        except IntegrityError:
+            if webhook.job_id is None:
+                raise
+            with self._read() as conn:
+                row = conn.execute(select(webhook_outbox).where(webhook_outbox.c.job_id == webhook.job_id,
+                                                                webhook_outbox.c.event == webhook.event)).mappings().one()
+            return WebhookDelivery(**row), False
+        return WebhookDelivery(**values), True
+
+    @_translated
+    def claim_webhooks(self, claimer: str, now: float, claim_until: float, limit: int,
+                       skip_destinations: frozenset[str] = frozenset()) -> list[WebhookDelivery]:
+        o = webhook_outbox.c
+        unclaimed = or_(o.claim_expires_at.is_(None), o.claim_expires_at < now)
+        claimed: list[str] = []
+        with self._write() as conn:
+            busy = set(conn.execute(select(o.destination).where(o.state == WEBHOOK_PENDING, o.claim_expires_at >= now)
+                                    .distinct()).scalars())
+            skip = set(skip_destinations) | busy
+            while len(claimed) < limit:
+                q = select(o.id, o.destination).where(o.state == WEBHOOK_PENDING, o.next_attempt_at <= now, unclaimed)
+                if skip:
+                    q = q.where(o.destination.not_in(sorted(skip)))
+                row = conn.execute(q.order_by(o.next_attempt_at, o.created_at, o.id).limit(1)).first()
+                if row is None:
+                    break
+                skip.add(row.destination)
+                res = conn.execute(update(webhook_outbox).where(o.id == row.id, o.state == WEBHOOK_PENDING, unclaimed)
+                                   .values(claimed_by=claimer, claim_expires_at=claim_until, updated_at=now))
+                if res.rowcount:  # 0: another process claimed it between the read and the write (PostgreSQL)
+                    claimed.append(row.id)
+            if not claimed:
+                return []
+            rows = conn.execute(select(webhook_outbox).where(o.id.in_(claimed)).order_by(o.next_attempt_at)).mappings()
+            return [WebhookDelivery(**r) for r in rows]
+
+    @_translated
+    def record_webhook_attempt(self, delivery_id: str, claimer: str, outcome: WebhookOutcome, now: float) -> bool:
+        if outcome.state not in WEBHOOK_STATES:
+            raise InvalidTransitionError(f"unknown webhook delivery state {outcome.state!r}")
+        o = webhook_outbox.c
+        values: dict[str, Any] = {"state": outcome.state, "attempts": o.attempts + 1, "last_status": outcome.status,
+                                  "last_error": None if outcome.error is None else outcome.error[:2000],
+                                  "claimed_by": None, "claim_expires_at": None, "updated_at": now}
+        if outcome.next_attempt_at is not None:
+            values["next_attempt_at"] = outcome.next_attempt_at
+        if outcome.state == WEBHOOK_DELIVERED:
+            values["delivered_at"] = now
+        with self._write() as conn:
+            res = conn.execute(update(webhook_outbox).where(o.id == delivery_id, o.claimed_by == claimer,
+                                                            o.state == WEBHOOK_PENDING).values(**values))
+            return bool(res.rowcount)
+
+    @_translated
+    def release_webhook_claims(self, claimer: str, delivery_ids: list[str] | None = None) -> int:
+        o = webhook_outbox.c
+        q = update(webhook_outbox).where(o.claimed_by == claimer)
+        if delivery_ids is not None:
+            q = q.where(o.id.in_(delivery_ids))
+        with self._write() as conn:
+            return int(conn.execute(q.values(claimed_by=None, claim_expires_at=None)).rowcount)
+
+    @_translated
+    def list_webhooks(self, owner: str | None, *, job_id: str | None = None, state: str | None = None,
+                      limit: int = 50, offset: int = 0) -> tuple[list[WebhookDelivery], int]:
+        o = webhook_outbox.c
+        conds = []
+        if owner is not None:
+            conds.append(o.owner == owner)
+        if job_id is not None:
+            conds.append(o.job_id == job_id)
+        if state is not None:
+            conds.append(o.state == state)
+        with self._read() as conn:
+            rows = conn.execute(select(webhook_outbox).where(*conds).order_by(o.created_at.desc(), o.id)
+                                .limit(limit).offset(offset)).mappings()
+            items = [WebhookDelivery(**r) for r in rows]
+            total = int(conn.execute(select(func.count()).select_from(webhook_outbox).where(*conds)).scalar_one())
+        return items, total

@@ -36,6 +36,10 @@ api_keys = Table(
     Column("is_admin", Boolean, nullable=False, default=False),
     Column("created_at", Float, nullable=False),
     Column("revoked", Boolean, nullable=False, default=False),
+    # migration 0005: per-key quota overrides (NULL: the MLAC_QUOTA_* default)
+    Column("max_trial_runs_per_job", BigInteger, nullable=True),
+    Column("max_active_jobs", Integer, nullable=True),
+    Column("max_stored_bytes", BigInteger, nullable=True),
 )
 
 checkpoints = Table(
@@ -62,6 +66,7 @@ datasets = Table(
     Column("fingerprint", String(64), nullable=False),
     Column("info", JSON, nullable=False),
     Column("created_at", Float, nullable=False),
+    Column("size_bytes", BigInteger, nullable=False, server_default="0"),  # migration 0005: counts toward the byte quota
     Index("ix_datasets_owner", "owner"),
 )
 
@@ -103,8 +108,10 @@ jobs = Table(
     Column("cancel_requested", Boolean, nullable=False, default=False),
     Column("progress", JSON, nullable=False),
     Column("result_path", Text, nullable=True),
-    Column("error", Text, nullable=True),
+    Column("error", Text, nullable=True),  # one line: the cause of a failure
+    Column("error_detail", Text, nullable=True),  # migration 0006: the traceback
     Column("verdict", String(20), nullable=True),
+    Column("estimate", JSON, nullable=True),  # migration 0005: the cost estimate made at submission
     UniqueConstraint("owner", "idempotency_key", name="uq_job_owner_idempotency"),
     Index("ix_jobs_owner_created", "owner", "created_at"),
     Index("ix_jobs_state", "state"),
@@ -135,4 +142,36 @@ schedule_runs = Table(
     Column("job_id", String(40), nullable=False),
     Column("fired_at", Float, nullable=False),
     Column("fired_by", String(80), nullable=False),
+)
+
+# migration 0004: per-tenant webhook signing secrets and the persistent webhook outbox
+webhook_secrets = Table(
+    "mlac_webhook_secrets", metadata,
+    Column("owner", String(40), primary_key=True),
+    Column("secret", String(128), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+webhook_outbox = Table(
+    "mlac_webhook_outbox", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("owner", String(40), nullable=False),
+    Column("job_id", String(40), nullable=True),
+    Column("url", Text, nullable=False),
+    Column("destination", String(300), nullable=False),
+    Column("event", String(64), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("last_status", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("claimed_by", String(80), nullable=True),
+    Column("claim_expires_at", Float, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("delivered_at", Float, nullable=True),
+    UniqueConstraint("job_id", "event", name="uq_webhook_job_event"),
+    Index("ix_webhook_due", "state", "next_attempt_at"),
+    Index("ix_webhook_owner_created", "owner", "created_at"),
 )

@@ -16,8 +16,6 @@ from service.webhooks import verify
 
 from .conftest import auth, checkpoint_files, make_settings
 
-SECRET = "webhook-secret-0123456789"
-
 
 class Receiver:
     """A loopback webhook receiver that fails the first delivery (to exercise the retry)."""
@@ -53,7 +51,7 @@ def _wait(client: TestClient, job_id: str, states: set[str], timeout: float) -> 
 
 def test_censor_then_audit_end_to_end_in_process(tmp_path: Path, tiny_checkpoint: Path) -> None:
     receiver = Receiver()
-    settings = make_settings(tmp_path, webhook_secret=SECRET, webhook_backoff_s=0.1)
+    settings = make_settings(tmp_path, webhook_allow="127.0.0.1/32", webhook_backoff_s=0.1)  # loopback: allowed explicitly
     with TestClient(create_app(settings)) as client:
         ck = client.post("/v1/checkpoints", files=checkpoint_files(tiny_checkpoint), headers=auth()).json()["id"]
         ds = client.post("/v1/datasets/synthetic", json={"n_bios": 800}, headers=auth()).json()["id"]
@@ -106,11 +104,12 @@ def test_censor_then_audit_end_to_end_in_process(tmp_path: Path, tiny_checkpoint
         deadline = time.monotonic() + 20
         while len(receiver.calls) < 2 and time.monotonic() < deadline:
             time.sleep(0.2)
+        secret = client.get("/v1/webhooks/secret", headers=auth()).json()["secret"]  # the job owner's (admin's) secret
     receiver.server.shutdown()
     assert len(receiver.calls) >= 2  # the first delivery got a 500 and was retried
     for call in receiver.calls:
         h = call["headers"]
-        assert verify(SECRET, h["X-MLAC-Timestamp"], call["body"], h["X-MLAC-Signature"])
+        assert verify(secret, h["X-MLAC-Timestamp"], call["body"], h["X-MLAC-Signature"])
     events = [json.loads(c["body"])["event"] for c in receiver.calls]
     assert events.count("job.completed") >= 2
     payload = json.loads(receiver.calls[-1]["body"])

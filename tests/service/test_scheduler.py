@@ -101,7 +101,7 @@ def test_schedule_api_next_runs_past_runs_pause_resume(client) -> None:
     from .conftest import auth
 
     client.app.state.ctx.dispatcher.max_running = 0  # record jobs only
-    ds = client.post("/v1/datasets/synthetic", json={"n_bios": 200}, headers=auth()).json()["id"]
+    ds = client.post("/v1/datasets/synthetic", json={"n_bios": 600}, headers=auth()).json()["id"]
     body = {"name": "nightly", "cron": "0 3 * * *", "timezone": "Europe/Paris",
             "job": {"kind": "audit", "dataset_id": ds, "audit": {"baselines": ["random"], "tiny_base": True}}}
     r = client.post("/v1/schedules", json=body, headers=auth())
@@ -140,7 +140,7 @@ def test_horizon_refuses_crons_that_never_fire_and_keeps_feb_29() -> None:
 def test_schedule_api_refuses_never_firing_crons_and_bad_zones_with_422_and_stores_nothing(client) -> None:
     from .conftest import auth
 
-    ds = client.post("/v1/datasets/synthetic", json={"n_bios": 200}, headers=auth()).json()["id"]
+    ds = client.post("/v1/datasets/synthetic", json={"n_bios": 600}, headers=auth()).json()["id"]
     body = {"name": "n", "cron": "0 3 * * *", "timezone": "UTC",
             "job": {"kind": "audit", "dataset_id": ds, "audit": {"baselines": ["random"], "tiny_base": True}}}
     for change in ({"cron": "0 0 30 2 *"}, {"cron": "0 0 31 4,6,9,11 *"}, {"timezone": "Etc"}, {"timezone": "Mars/Olympus"}):
@@ -162,7 +162,7 @@ def test_a_poison_row_is_marked_broken_and_never_stops_the_others(client) -> Non
     ctx = client.app.state.ctx
     ctx.dispatcher.max_running = 0  # record jobs only
     alice = client.post("/v1/keys", json={"name": "alice"}, headers=auth()).json()
-    ds = client.post("/v1/datasets/synthetic", json={"n_bios": 200}, headers=auth(alice["key"])).json()["id"]
+    ds = client.post("/v1/datasets/synthetic", json={"n_bios": 600}, headers=auth(alice["key"])).json()["id"]
     template = {"kind": "audit", "dataset_id": ds, "audit": {"baselines": ["random"], "tiny_base": True}}
     created = (T0 - timedelta(hours=5)).timestamp()
 

@@ -259,7 +259,7 @@ def test_unknown_fields_and_out_of_range_values_are_422(client: TestClient) -> N
 
 
 def test_eight_threads_one_idempotency_key_make_one_job(client: TestClient) -> None:
-    ds = client.post("/v1/datasets/synthetic", json={"n_bios": 200}, headers=auth()).json()["id"]
+    ds = client.post("/v1/datasets/synthetic", json={"n_bios": 600}, headers=auth()).json()["id"]
     client.app.state.ctx.dispatcher.max_running = 0
     body = {"kind": "audit", "dataset_id": ds, "audit": {"baselines": ["random"], "tiny_base": True}}
     ids: list[str] = []
@@ -286,7 +286,7 @@ def test_eight_threads_one_idempotency_key_make_one_job(client: TestClient) -> N
 
 def test_rate_limit_answers_429_with_retry_after(tmp_path: Path) -> None:
     with TestClient(create_app(make_settings(tmp_path, rate_submit_per_min=1.0, rate_burst=2))) as client:
-        ds = client.post("/v1/datasets/synthetic", json={"n_bios": 200}, headers=auth()).json()["id"]
+        ds = client.post("/v1/datasets/synthetic", json={"n_bios": 600}, headers=auth()).json()["id"]
         client.app.state.ctx.dispatcher.max_running = 0
         body = {"kind": "audit", "dataset_id": ds, "audit": {"baselines": ["random"], "tiny_base": True}}
         codes = [client.post("/v1/jobs", json=body, headers=auth()).status_code for _ in range(3)]

@@ -18,6 +18,7 @@ from ray.util.state import list_tasks
 from mlac.audit.presets import build_request
 from mlac.audit.runner import run_audit
 from mlac.audit.search import InProcessExecutor
+from mlac.job_failure import JobFailure
 from workers.jobs import JobRunner
 from workers.settings import RaySettings
 from workers.trial_store import TrialResultStore
@@ -36,8 +37,8 @@ class RecordingSink:
     def event(self, job_id: str, event: dict[str, Any]) -> None:
         self.events.append(event)
 
-    def finished(self, job_id: str, state: str, result_path: str | None, error: str | None) -> None:
-        self.outcome = {"state": state, "result_path": result_path, "error": error}
+    def finished(self, job_id: str, state: str, result_path: str | None, failure: JobFailure | None) -> None:
+        self.outcome = {"state": state, "result_path": result_path, "error": failure}
         self.done.set()
 
 

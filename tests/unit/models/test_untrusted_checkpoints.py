@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
+from safetensors.torch import load_file, save_file
 from transformers import BertConfig, RobertaConfig, XLMRobertaConfig
 
 from mlac.errors import CheckpointError
@@ -14,7 +19,8 @@ from mlac.limits import MODEL_LIMITS
 from mlac.models import load_checkpoint, validate_checkpoint_dir
 from mlac.models.build import minilm_path
 from mlac.models.config_check import check_config_limits
-from tests.unit.models.micro import edit_config, split_weights, write_weights
+from mlac.models.tokenizer_check import check_tokenizer
+from tests.unit.models.micro import MICRO_VOCAB, edit_config, split_weights, write_weights
 
 
 def _refused(folder: Path, *, check_values: bool = True) -> CheckpointError:
@@ -131,3 +137,161 @@ def test_headers_the_rust_loader_refuses_are_refused(micro_copy: Path, name: str
 def test_a_valid_header_with_string_metadata_is_accepted(micro_copy: Path) -> None:
     _edit_header(micro_copy, lambda h: h.update(__metadata__={"format": "pt", "note": "ok"}))
     assert validate_checkpoint_dir(micro_copy).num_beneficial == 2
+
+
+# --- intake: custom code, tokenizer, dtype policy (issue 14, item 5) ---------------------------------------------
+
+
+def _edit_json(folder: Path, name: str, edit: Callable[[dict[str, Any]], None]) -> None:
+    path = folder / name
+    doc = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    edit(doc)
+    path.write_text(json.dumps(doc), encoding="utf-8")
+
+
+def _edit_tokenizer(folder: Path, edit: Callable[[dict[str, Any]], None]) -> None:
+    _edit_json(folder, "tokenizer.json", edit)
+
+
+def _full_vocab(tok: dict[str, Any]) -> None:
+    """Give the micro tokenizer.json the whole 32-token vocabulary of its config (ids 0..31)."""
+    tok["model"]["vocab"] = {token: i for i, token in enumerate(MICRO_VOCAB)}
+
+
+@pytest.mark.parametrize(("file_name", "edit"), [
+    ("config.json", lambda d: d.update(auto_map={"AutoModel": "modeling_evil.EvilModel"})),
+    ("config.json", lambda d: d.update(auto_map={"AutoConfig": "attacker/repo--configuration_evil.EvilConfig"})),
+    ("config.json", lambda d: d.update(custom_pipelines={"evil": {"impl": "pipe.Evil", "pt": ["AutoModel"]}})),
+    ("config.json", lambda d: d.update(text_config={"auto_map": {"AutoModel": "m.M"}})),  # nested sub-config
+    ("config.json", lambda d: d.update(tokenizer_class="attacker/repo--tok.EvilTokenizer")),
+    ("tokenizer_config.json", lambda d: d.update(auto_map={"AutoTokenizer": ["tok.EvilTokenizer", None]})),
+    ("tokenizer_config.json", lambda d: d.update(auto_map=["tok.EvilTokenizer", "tok.EvilTokenizerFast"])),  # legacy
+    ("tokenizer_config.json", lambda d: d.update(tokenizer_class="attacker/repo--tok.EvilTokenizer")),
+    ("tokenizer_config.json", lambda d: d.update(tokenizer_class="EvilTokenizer")),  # not built into transformers
+    ("special_tokens_map.json", lambda d: d.update(auto_map={"AutoTokenizer": ["tok.T", None]})),
+])
+def test_custom_code_references_are_refused(micro_copy: Path, file_name: str, edit) -> None:
+    _edit_json(micro_copy, file_name, edit)
+    err = _refused(micro_copy)
+    assert err.code == "custom_code_refused", str(err)
+    assert str(err).startswith(file_name) and "\n" not in str(err)
+
+
+def test_label_names_that_look_like_keys_are_not_custom_code(micro_copy: Path) -> None:
+    edit_config(micro_copy, lambda c: c.update(id2label={"0": "auto_map", "1": "b"}, label2id={"auto_map": 0, "b": 1}))
+    assert validate_checkpoint_dir(micro_copy).num_beneficial == 2
+
+
+@pytest.mark.parametrize(("name", "raw"), [
+    ("not_json", lambda t: t[: len(t) // 2]),
+    ("nan", lambda t: t.replace('"continuing_subword_prefix"', '"x": NaN, "continuing_subword_prefix"', 1)),
+    ("duplicate_key", lambda t: t.replace('"version"', '"version": "1.0", "version"', 1)),
+    ("no_model", lambda t: json.dumps({k: v for k, v in json.loads(t).items() if k != "model"})),
+    ("unknown_model", lambda t: json.dumps({**json.loads(t), "model": {**json.loads(t)["model"], "type": "NoSuchModel"}})),
+    ("vocab_not_object", lambda t: json.dumps({**json.loads(t), "model": {**json.loads(t)["model"], "vocab": 7}})),
+    ("unk_missing", lambda t: json.dumps({**json.loads(t), "model": {**json.loads(t)["model"], "unk_token": "[NOPE]"}})),
+    ("array", lambda t: "[]"),
+])
+def test_a_malformed_tokenizer_json_is_refused_with_one_line(micro_copy: Path, name: str, raw) -> None:
+    path = micro_copy / "tokenizer.json"
+    path.write_text(raw(path.read_text(encoding="utf-8")), encoding="utf-8")
+    err = _refused(micro_copy)
+    assert err.code == "bad_tokenizer", (name, str(err))
+    assert str(err).startswith("tokenizer.json: ") and "\n" not in str(err), str(err)
+
+
+@pytest.mark.parametrize(("file_name", "limit"), [
+    ("tokenizer.json", "max_tokenizer_json_bytes"), ("tokenizer_config.json", "max_tokenizer_config_bytes"),
+])
+def test_oversized_tokenizer_files_are_refused(micro_copy: Path, file_name: str, limit: str) -> None:
+    with pytest.raises(CheckpointError) as err:
+        validate_checkpoint_dir(micro_copy, limits=replace(MODEL_LIMITS, **{limit: 64}))
+    assert err.value.code == "bad_tokenizer" and "bytes" in str(err.value) and file_name in str(err.value)
+
+
+@pytest.mark.parametrize(("file_name", "edit", "token_id"), [
+    ("tokenizer.json", lambda t: t["model"]["vocab"].update(zz=40), 40),
+    ("tokenizer.json", lambda t: t["post_processor"]["special_tokens"]["[CLS]"].update(ids=[30600]), 30600),
+    ("tokenizer.json", lambda t: t["added_tokens"].append(
+        {"id": 32, "content": "[NEW]", "single_word": False, "lstrip": False, "rstrip": False, "normalized": False,
+         "special": True}), 32),
+    ("tokenizer.json", lambda t: t.update(padding={"strategy": "BatchLongest", "direction": "Right", "pad_to_multiple_of": None,
+                                                   "pad_id": 99, "pad_type_id": 0, "pad_token": "[PAD]"}), 99),
+    ("tokenizer_config.json", lambda d: d.update(added_tokens_decoder={"77": {"content": "[X]", "special": True}}), 77),
+    ("tokenizer_config.json", lambda d: d.update(pad_token="[NEWPAD]"), 32),  # not in the 32-token vocab: added as id 32
+    ("special_tokens_map.json", lambda d: d.update(additional_special_tokens=["[A]"]), 32),
+    ("added_tokens.json", lambda d: d.update({"[B]": 33}), 33),
+])
+def test_token_ids_beyond_the_vocabulary_are_refused(micro_copy: Path, file_name: str, edit, token_id: int) -> None:
+    _edit_tokenizer(micro_copy, _full_vocab)
+    assert validate_checkpoint_dir(micro_copy).num_beneficial == 2  # 32 tokens for vocab_size 32: fits
+    _edit_json(micro_copy, file_name, edit)
+    err = _refused(micro_copy)
+    assert err.code == "vocab_mismatch", str(err)
+    assert f"token id {token_id} is not below vocab_size 32" in str(err) and "\n" not in str(err)
+
+
+def test_a_vocab_txt_tokenizer_is_checked_against_the_vocabulary(micro_copy: Path) -> None:
+    (micro_copy / "tokenizer.json").unlink()
+    (micro_copy / "vocab.txt").write_text("\n".join(MICRO_VOCAB) + "\n", encoding="utf-8")
+    assert validate_checkpoint_dir(micro_copy).num_beneficial == 2
+    (micro_copy / "vocab.txt").write_text("\n".join([*MICRO_VOCAB, "extra"]) + "\n", encoding="utf-8")
+    err = _refused(micro_copy)
+    assert err.code == "vocab_mismatch" and "token id 32" in str(err)
+
+
+def test_a_sentencepiece_model_alone_is_refused(micro_copy: Path) -> None:
+    (micro_copy / "tokenizer.json").unlink()
+    (micro_copy / "spiece.model").write_bytes(b"\x0a\x05hello")
+    err = _refused(micro_copy)
+    assert err.code == "bad_tokenizer" and "tokenizer.json" in str(err)
+
+
+def _resave_weights(folder: Path, convert: Callable[[torch.Tensor], torch.Tensor], only: str | None = None) -> None:
+    weights = folder / "model.safetensors"
+    tensors = {k: (convert(v) if only is None or k.endswith(only) else v) for k, v in load_file(str(weights)).items()}
+    save_file(tensors, str(weights), metadata={"format": "pt"})
+
+
+def test_float64_weights_are_refused_with_how_to_convert(micro_copy: Path) -> None:
+    _resave_weights(micro_copy, lambda t: t.double())
+    err = _refused(micro_copy, check_values=False)
+    assert err.code == "bad_dtype" and "float64" in str(err) and "model.float()" in str(err)
+
+
+@pytest.mark.parametrize("convert", [lambda t: t.long(), lambda t: t.to(torch.uint8), lambda t: t.bool()])
+def test_integer_parameters_are_refused(micro_copy: Path, convert) -> None:
+    _resave_weights(micro_copy, convert, only="word_embeddings.weight")
+    assert _refused(micro_copy, check_values=False).code == "bad_dtype"
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_weights_are_accepted_and_load(micro_copy: Path, dtype: torch.dtype) -> None:
+    _resave_weights(micro_copy, lambda t: t.to(dtype))
+    assert validate_checkpoint_dir(micro_copy).num_beneficial == 2
+    assert load_checkpoint(micro_copy).model.num_beneficial == 2
+
+
+def test_index_buffers_may_be_integers_but_nothing_else(micro_copy: Path) -> None:
+    weights = micro_copy / "model.safetensors"
+    tensors = load_file(str(weights))
+    save_file({**tensors, "embeddings.position_ids": torch.arange(16).unsqueeze(0),
+               "embeddings.token_type_ids": torch.zeros(1, 16, dtype=torch.int64)}, str(weights))
+    assert validate_checkpoint_dir(micro_copy).num_beneficial == 2
+    save_file({**tensors, "embeddings.position_ids": torch.arange(16).unsqueeze(0).float()}, str(weights))
+    assert _refused(micro_copy).code == "bad_dtype"
+
+
+def test_the_offline_minilm_passes_every_intake_check() -> None:
+    info = validate_checkpoint_dir(minilm_path(), check_values=False)  # its embeddings.position_ids buffer is I64
+    assert info.hidden_size == 384
+    assert check_tokenizer(minilm_path(), 30522).max_token_id == 30521
+
+
+@pytest.mark.parametrize("setting", [{"model_max_length": "abc"}, {"padding_side": "middle"}, {"do_lower_case": "yes"},
+                                     {"tokenizer_class": "XLMRobertaTokenizer"}])  # a class that cannot read these files
+def test_a_tokenizer_config_transformers_cannot_load_is_refused(micro_copy: Path, setting: dict[str, Any]) -> None:
+    _edit_json(micro_copy, "tokenizer_config.json", lambda d: d.update(setting))
+    err = _refused(micro_copy)
+    assert err.code == "bad_tokenizer" and "transformers cannot load it" in str(err) and "\n" not in str(err)
+    assert str(micro_copy) not in str(err)

@@ -109,3 +109,42 @@ def test_any_safetensors_header_is_accepted_and_loadable_or_refused(
             header["__metadata__"] = meta
         write_weights(weights, _dump(header) + pad, data)
         _check(folder)
+
+
+TOKENIZER_KEYS = ["model", "added_tokens", "post_processor", "padding", "truncation", "normalizer", "pre_tokenizer",
+                  "decoder", "version"]
+MODEL_KEYS = ["vocab", "unk_token", "type", "continuing_subword_prefix", "max_input_chars_per_word"]
+TOKENIZER_CONFIG_KEYS = ["tokenizer_class", "pad_token", "unk_token", "cls_token", "model_max_length", "auto_map",
+                         "added_tokens_decoder", "additional_special_tokens", "do_lower_case", "padding_side"]
+token_ids = st.one_of(st.integers(-2, 40), st.sampled_from([2**31, 2**64]), st.booleans(), st.text(max_size=3))
+vocabs = st.dictionaries(st.text(max_size=4), token_ids, max_size=4)
+
+
+def _check_tokenizer_fits(folder: Path) -> None:
+    """The property, plus: an accepted tokenizer never produces an id the embedding matrix lacks."""
+    _check(folder)
+    try:
+        loaded = load_checkpoint(folder, num_beneficial=2)
+    except MlacError:
+        return
+    ids = loaded.tokenizer("Hello, World! Ünïcödé 日本語 🙂 12345", "pair")["input_ids"]
+    assert max(ids) < loaded.model.trunk.config.vocab_size
+
+
+@PROPERTY
+@given(top=st.dictionaries(st.sampled_from(TOKENIZER_KEYS), json_values, max_size=2),
+       model=st.dictionaries(st.sampled_from(MODEL_KEYS), st.one_of(vocabs, json_values), max_size=2),
+       config=st.dictionaries(st.sampled_from(TOKENIZER_CONFIG_KEYS), st.one_of(json_values, vocabs), max_size=2))
+def test_any_tokenizer_is_accepted_and_fits_or_refused(micro_checkpoint: Path, top: dict[str, Any],
+                                                        model: dict[str, Any], config: dict[str, Any]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = _fresh(micro_checkpoint, tmp)
+        tok = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+        tok.update(top)
+        if isinstance(tok.get("model"), dict):
+            tok["model"] = {**tok["model"], **model}
+        (folder / "tokenizer.json").write_text(_dump(tok), encoding="utf-8")
+        cfg = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+        cfg.update(config)
+        (folder / "tokenizer_config.json").write_text(_dump(cfg), encoding="utf-8")
+        _check_tokenizer_fits(folder)
