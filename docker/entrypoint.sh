@@ -11,7 +11,7 @@
 # RAY_AUTH_TOKEN_PATH (default /run/secrets/ray_auth_token, a Docker or Kubernetes secret) or from
 # RAY_AUTH_TOKEN. Usage statistics are off. Secrets can be given as files: VAR_FILE=/path sets VAR to the
 # file's content (unless VAR is already set) for DATABASE_URL and for MLAC_* settings whose names end in
-# KEY, KEYS, TOKEN, SECRET or PASSWORD (e.g. MLAC_ADMIN_API_KEY_FILE -> MLAC_ADMIN_API_KEY).
+# KEY, KEYS, TOKEN, SECRET or PASSWORD (e.g. MLAC_ADMIN_KEY_FILE -> MLAC_ADMIN_KEY).
 set -eu
 
 export RAY_USAGE_STATS_ENABLED=0

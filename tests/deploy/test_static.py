@@ -602,7 +602,7 @@ def run_entrypoint(tmp_path: Path, args: list[str], env: dict[str, str]) -> tupl
         stub.write_text(
             "#!/bin/sh\n"
             f'echo "{name} $* | mode=$RAY_AUTH_MODE stats=$RAY_USAGE_STATS_ENABLED '
-            f'path=${{RAY_AUTH_TOKEN_PATH:-unset}} db=${{DATABASE_URL:-unset}} key=${{MLAC_ADMIN_API_KEY:-unset}} '
+            f'path=${{RAY_AUTH_TOKEN_PATH:-unset}} db=${{DATABASE_URL:-unset}} key=${{MLAC_ADMIN_KEY:-unset}} '
             f'log=${{MLAC_LOG:-unset}}" >> {log}\n',
             encoding="utf-8",
         )
@@ -656,7 +656,7 @@ def test_entrypoint_api_joins_the_cluster_then_serves(tmp_path: Path, token: Pat
         "RAY_AUTH_TOKEN_PATH": str(token),
         "RAY_ADDRESS": "ray-head:6379",
         "DATABASE_URL_FILE": str(db),
-        "MLAC_ADMIN_API_KEY_FILE": str(key),
+        "MLAC_ADMIN_KEY_FILE": str(key),
         "MLAC_LOG_FILE": str(tmp_path / "does-not-exist.log"),
     }
     result, calls = run_entrypoint(tmp_path, ["api", "--workers", "1"], env)
@@ -731,3 +731,21 @@ def test_scaling_doc_covers_the_three_ways_and_the_settings() -> None:
     text = SCALING_DOC.read_text(encoding="utf-8")
     for needle in ("docker compose", "KubeRay", "RAY_ADDRESS", "DATABASE_URL", "MLAC_ARTIFACT_URL", "ssh -L", "port-forward"):
         assert needle in text, f"docs/scaling.md does not mention {needle}"
+
+
+def test_the_admin_key_reaches_the_variable_the_service_reads(services: dict[str, Any], tmp_path: Path,
+                                                              token: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compose and KubeRay once passed ``MLAC_ADMIN_API_KEY``, which nothing read: the containers generated an admin
+    key of their own. The name they pass now is the one :class:`service.settings.Settings` reads."""
+    from service.settings import Settings
+
+    name = str(Settings.model_config.get("env_prefix", "")).upper() + "ADMIN_KEY"
+    assert f"{name}_FILE" in env_of(services["api"])  # the entrypoint turns *_FILE secrets into the variable
+    assert f"--from-literal={name}=" in (KUBERAY / "README.md").read_text(encoding="utf-8")
+    key = tmp_path / "key"
+    key.write_text("mlac_0123456789abcdef0123", encoding="utf-8")
+    env = {"RAY_AUTH_TOKEN_PATH": str(token), "RAY_ADDRESS": "ray-head:6379", f"{name}_FILE": str(key)}
+    result, calls = run_entrypoint(tmp_path, ["api"], env)
+    assert result.returncode == 0 and "key=mlac_0123456789abcdef0123" in calls, (result.stderr, calls)
+    monkeypatch.setenv(name, "mlac_0123456789abcdef0123")
+    assert Settings().admin_key == "mlac_0123456789abcdef0123"
