@@ -25,6 +25,7 @@ from service.auth import KeyResolver
 from service.deps import DocsPrincipalDep
 from service.dispatcher import Dispatcher
 from service.egress import EgressPolicy
+from service.env_check import unknown_variables
 from service.guards import BodyLimitMiddleware, RateLimitMiddleware, error_response
 from service.metrics import MetricsMiddleware, ServiceMetrics
 from service.quotas import limits_for
@@ -111,6 +112,9 @@ def optuna_storage(store: JobStore, runner: str) -> str | None:
 def build_state(settings: Settings, *, store: JobStore | None, runner: Runner | None,
                 scheduler_clock: Callable[[], datetime] | None) -> AppState:
     """Build the live objects from settings (pieces passed in are used as they are)."""
+    unknown = unknown_variables(os.environ)
+    if unknown:  # Settings ignores unknown names: say so rather than run on a default the user meant to change
+        log.warning("ignoring environment variable(s) nothing reads: %s", "; ".join(str(u) for u in unknown))
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(settings.data_dir, 0o700)  # keys, secrets, uploads and Ray's sockets live inside: owner only
     shutil.rmtree(settings.data_dir / "staging", ignore_errors=True)  # half-finished uploads of a crashed process
