@@ -14,7 +14,6 @@ import logging
 import os
 import secrets
 import socket
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 
 from mlac.errors import MlacError
 from mlac.job_failure import JobFailure, failure_of, one_line
+from service.background import WakeableLoop
 from service.checkpoint_store import dir_checkpoint
 from service.errors import InvalidTransitionError, NotFoundError
 from service.jobspec import worker_spec
@@ -171,30 +171,18 @@ class Dispatcher:
         self.store, self.runner, self.lease_s, self.max_running, self.poll_s = store, runner, lease_s, max_running, poll_s
         self.clock = clock
         self.owner_id = owner_id or instance_id()
-        self._closing = threading.Event()
-        self._wake = threading.Event()
+        self._loop = WakeableLoop("mlac-dispatcher", self.tick, poll_s)
         self._cancelled: set[str] = set()
         self._mine: set[str] = set()
-        self.sink = StoreSink(store, webhooks=webhooks, metrics=metrics, closing=self._closing.is_set)
-        self._thread: threading.Thread | None = None
+        self.sink = StoreSink(store, webhooks=webhooks, metrics=metrics, closing=self._loop.stopping.is_set)
 
     def start(self) -> None:
         """Run :meth:`tick` every ``poll_s`` seconds in a daemon thread."""
-        self._thread = threading.Thread(target=self._loop, name="mlac-dispatcher", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def wake(self) -> None:
         """Tick now (a job was just submitted)."""
-        self._wake.set()
-
-    def _loop(self) -> None:
-        while not self._closing.is_set():
-            try:
-                self.tick()
-            except Exception:  # the loop must survive a bad tick (e.g. the database restarting)
-                log.exception("dispatcher tick failed")
-            self._wake.wait(self.poll_s)
-            self._wake.clear()
+        self._loop.wake()
 
     def tick(self) -> list[str]:
         """One round; returns the ids of the jobs it started. Free slots go to owners in turn
@@ -210,7 +198,7 @@ class Dispatcher:
                 self.runner.cancel(job_id)
         started: list[str] = []
         free = self.max_running - len(self._mine)
-        if free <= 0 or self._closing.is_set():
+        if free <= 0 or self._loop.stopping.is_set():
             return started
         for job in self.store.fair_queued_jobs(free):  # round-robin across owners, not global FIFO
             try:
@@ -234,10 +222,7 @@ class Dispatcher:
 
     def shutdown(self) -> None:
         """Stop the loop and the runner; release our leases so the jobs resume at the next start."""
-        self._closing.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        self._loop.stop()
         self.runner.shutdown()
         try:
             self.store.renew_leases(self.owner_id, 0.0)

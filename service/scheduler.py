@@ -20,7 +20,6 @@ Semantics (documented for users in the API description):
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
@@ -30,6 +29,7 @@ from croniter import CroniterError, croniter
 from pydantic import ValidationError
 
 from mlac.errors import ConfigError
+from service.background import WakeableLoop
 from service.jobspec import spec_hash
 from service.quotas import QuotaExceededError
 from service.schemas import JobCreate
@@ -137,8 +137,7 @@ class Scheduler:
                  on_fired: Callable[[Job], None] | None = None, max_active: Callable[[str], int] | None = None) -> None:
         self.store, self.instance, self.clock, self.interval_s, self.on_fired = store, instance, clock, interval_s, on_fired
         self.max_active = max_active  # owner -> their limit of queued + running jobs (None: no limit)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = WakeableLoop("mlac-scheduler", self.tick, interval_s)
 
     def tick(self) -> list[Job]:
         """Fire every due slot once; returns the jobs this call created (another process may have fired the rest).
@@ -185,19 +184,8 @@ class Scheduler:
 
     def start(self) -> None:
         """Tick every ``interval_s`` seconds in a daemon thread."""
-        self._thread = threading.Thread(target=self._loop, name="mlac-scheduler", daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.tick()
-            except Exception:  # keep scheduling through a transient database error
-                log.exception("scheduler tick failed")
-            self._stop.wait(self.interval_s)
+        self._loop.start()
 
     def stop(self) -> None:
         """Stop the loop."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        self._loop.stop()

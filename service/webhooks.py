@@ -34,6 +34,7 @@ from typing import Any
 import httpx
 
 from mlac.errors import MlacError
+from service.background import WakeableLoop
 from service.egress import (
     EgressDeniedError,
     EgressPolicy,
@@ -100,9 +101,7 @@ class WebhookSender:
         self._lock = threading.Lock()
         self._inflight: dict[str, Future[None]] = {}  # destination -> its one delivery in flight
         self._backoff: dict[str, float] = {}  # destination -> skip it until then (its last attempt failed)
-        self._wake = threading.Event()
-        self._closing = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = WakeableLoop("mlac-webhooks", self.run_once, poll_s)
 
     # -- producing
     def enqueue(self, owner: str, url: str, event: str, payload: dict[str, Any], job_id: str | None = None) -> WebhookDelivery:
@@ -114,27 +113,17 @@ class WebhookSender:
         body = json.dumps({"event": event, **payload}, sort_keys=True, default=str)
         row, _ = self.store.enqueue_webhook(NewWebhook(owner=owner, url=url, destination=destination, event=event,
                                                        body=body, job_id=job_id), self.clock())
-        self._wake.set()
+        self._loop.wake()
         return row
 
     # -- the loop
     def start(self) -> None:
         """Run :meth:`run_once` every ``poll_s`` seconds (or when woken) in a daemon thread."""
-        self._thread = threading.Thread(target=self._loop, name="mlac-webhooks", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def wake(self) -> None:
         """Look for due deliveries now."""
-        self._wake.set()
-
-    def _loop(self) -> None:
-        while not self._closing.is_set():
-            try:
-                self.run_once()
-            except Exception:  # the loop must survive a bad round (e.g. the database restarting)
-                log.exception("webhook delivery round failed")
-            self._wake.wait(self.poll_s)
-            self._wake.clear()
+        self._loop.wake()
 
     def run_once(self) -> list[Future[None]]:
         """Claim due rows for free workers and idle destinations, and start their deliveries."""
@@ -144,7 +133,7 @@ class WebhookSender:
             self._backoff = {d: t for d, t in self._backoff.items() if t > now}
             skip = frozenset(self._inflight) | frozenset(self._backoff)
             free = self.workers - len(self._inflight)
-        if free <= 0 or self._closing.is_set():
+        if free <= 0 or self._loop.stopping.is_set():
             return []
         rows = self.store.claim_webhooks(self.instance, now, now + self.claim_s, free, skip)
         started: list[Future[None]] = []
@@ -152,7 +141,7 @@ class WebhookSender:
             future = self._pool.submit(self._attempt, row)
             with self._lock:
                 self._inflight[row.destination] = future
-            future.add_done_callback(lambda _f: self._wake.set())
+            future.add_done_callback(lambda _f: self._loop.wake())
             started.append(future)
         return started
 
@@ -212,10 +201,7 @@ class WebhookSender:
 
     def close(self, wait_s: float | None = None) -> None:
         """Stop the loop, give in-flight deliveries up to ``wait_s`` (default: one timeout), release idle claims."""
-        self._closing.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        self._loop.stop()
         with self._lock:
             pending = list(self._inflight.values())
         wait_futures(pending, timeout=self.timeout_s if wait_s is None else wait_s)
