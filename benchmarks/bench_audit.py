@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mlac.audit.attacks import AttackData, AttackParams, labels_of, run_attack_trial
+from mlac.attacks import AttackData, AttackParams, labels_of, run_attack_trial
 from mlac.audit.features import FeatureCache
 from mlac.audit.search import (
     InProcessExecutor,
@@ -54,10 +54,10 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 def make_inputs(out: Path, n_bios: int = 3000) -> tuple[Path, Path]:
     """An ``n_bios`` synthetic dataset and a tiny BERT base model trained 300 steps on it."""
-    from mlac.censor.base_model import make_base_model
-    from mlac.censor.batches import encode_split
     from mlac.data import SynthConfig, generate_synthetic, make_splits, save_dataset
+    from mlac.data.encoded import encode_split
     from mlac.models import default_tokenizer, save_checkpoint
+    from mlac.models.base_model import make_base_model
 
     data = out / "bios.parquet"
     base = out / "base"

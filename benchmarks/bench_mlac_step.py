@@ -48,7 +48,7 @@ def _setup(device: torch.device):
     gen = torch.Generator().manual_seed(0)
 
     def batch():
-        from mlac.censor.outer import Batch
+        from mlac.data.encoded import Batch
 
         ids = torch.randint(1000, len(tok), (BATCH, SEQ), generator=gen)
         mask = torch.ones(BATCH, SEQ, dtype=torch.long)

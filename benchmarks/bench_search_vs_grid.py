@@ -62,10 +62,10 @@ def build_inputs(work: Path) -> tuple[Path, Path]:
     """The synthetic dataset and the tiny base (150 Adam steps, harmful loss x3: the quick preset's), cached."""
     import torch
 
-    from mlac.censor.base_model import make_base_model
-    from mlac.censor.batches import encode_split
     from mlac.data import SynthConfig, generate_synthetic, make_splits, save_dataset
+    from mlac.data.encoded import encode_split
     from mlac.models import default_tokenizer, save_checkpoint
+    from mlac.models.base_model import make_base_model
 
     data, base = work / "bios.parquet", work / "base"
     if data.exists() and (base / "model.safetensors").exists():

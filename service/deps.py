@@ -1,4 +1,4 @@
-"""Typed dependencies of the routes (``StateDep``, ``StoreDep``, ``PrincipalDep``, ``DocsPrincipalDep``, ``AdminDep``)."""
+"""Typed dependencies of the routes (``StateDep``, ``PrincipalDep``, ``DocsPrincipalDep``, ``AdminDep``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from starlette.concurrency import run_in_threadpool
 from service.auth import Principal
 from service.errors import ForbiddenError
 from service.state import AppState
-from service.store import JobStore
 
 bearer_scheme = HTTPBearer(auto_error=False, description="API key as a bearer token")
 header_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key")
@@ -24,14 +23,6 @@ async def get_state(request: Request) -> AppState:
 
 
 StateDep = Annotated[AppState, Depends(get_state)]
-
-
-async def get_store(state: StateDep) -> JobStore:
-    """The job store."""
-    return state.store
-
-
-StoreDep = Annotated[JobStore, Depends(get_store)]
 
 
 async def get_principal(

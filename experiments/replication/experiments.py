@@ -16,7 +16,7 @@ import numpy as np
 from experiments.replication import plots
 from experiments.replication.setup import Study, prepare_study, synth_config
 from experiments.replication.suite import SUITE_KEYS, audit_attack, suite, suite_on
-from mlac.audit.attacks import AttackParams
+from mlac.attacks import AttackParams
 from mlac.audit.curves import ACCURACY_BOUNDS
 from mlac.audit.stats import bootstrap_ci, cluster_bootstrap_ci, cluster_t_interval, t_interval
 
@@ -68,8 +68,9 @@ def mlac_labels(study: Study) -> list[str]:
 # -- data hardness -----------------------------------------------------------------------------------
 def calibration(study: Study) -> dict[str, Any]:
     """Random init vs base under the same fixed attacks, for generator variants and sizes."""
-    from mlac.censor import encode_split, finetune_attack
+    from mlac.censor import finetune_attack
     from mlac.data import generate_synthetic, make_splits
+    from mlac.data.encoded import encode_split
 
     scale = study.scale
     probe_steps, full_steps = scale.calibration_steps

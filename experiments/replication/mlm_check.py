@@ -17,8 +17,9 @@ import torch
 from experiments.replication.mlm import pretrain_mlm, raw_corpus
 from experiments.replication.scales import make_scale
 from experiments.replication.setup import synth_config
-from mlac.censor import encode_split, finetune_attack
+from mlac.censor import finetune_attack
 from mlac.data import load_saved_dataset, make_splits
+from mlac.data.encoded import encode_split
 from mlac.models import default_tokenizer, random_reinit
 
 

@@ -21,9 +21,10 @@ from experiments.replication.pieces import Pieces
 from experiments.replication.scales import Scale
 from mlac.audit.baselines import train_beneficial
 from mlac.audit.protocol import BaselineConfig
-from mlac.censor import EncodedSplit, MLACConfig, encode_split, make_base_model, train_mlac
+from mlac.censor import MLACConfig, train_mlac
 from mlac.censor.config import ac_config
 from mlac.data import SynthConfig, generate_synthetic, make_splits, save_dataset
+from mlac.data.encoded import EncodedSplit, encode_split
 from mlac.data.synth import name_pools
 from mlac.models import (
     EncoderClassifier,
@@ -33,6 +34,7 @@ from mlac.models import (
     random_reinit,
     save_checkpoint,
 )
+from mlac.models.base_model import make_base_model
 from mlac.tasks import TaskSpec
 
 log = logging.getLogger("replication")

@@ -3,7 +3,7 @@
 Two families, both the project's own routines:
 - :func:`mlac.censor.finetune_attack` / :func:`mlac.censor.simulated_attack`: the attack MLAC simulates
   (K steps at the inner lr from fresh heads), a linear probe, a short full fine-tune;
-- :func:`mlac.audit.attacks.run_attack_trial`: the audit's attacker (selection-split early stopping,
+- :func:`mlac.attacks.run_attack_trial`: the audit's attacker (selection-split early stopping,
   report-split score, FLOP count), for LoRA, long and large-n attacks and the learning-rate grid.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from experiments.replication.setup import Study
-from mlac.audit.attacks import AttackData, AttackParams, run_attack_trial
+from mlac.attacks import AttackData, AttackParams, run_attack_trial
 from mlac.censor import finetune_attack, simulated_attack
 from mlac.models import EncoderClassifier
 

@@ -26,10 +26,9 @@ from datasets import Dataset
 from torch import nn
 
 from mlac.audit.protocol import TINY_BASE, AuditRequest, BaselineConfig
-from mlac.censor.base_model import make_base_model
-from mlac.censor.batches import encode_split
 from mlac.censor.config import MLACConfig, ac_config
 from mlac.censor.train import train_mlac
+from mlac.data.encoded import encode_split
 from mlac.device import resolve_device
 from mlac.errors import CheckpointError
 from mlac.models import (
@@ -40,6 +39,7 @@ from mlac.models import (
     random_reinit,
     save_checkpoint,
 )
+from mlac.models.base_model import make_base_model
 from mlac.models.provenance import sha256_file
 from mlac.tasks import TaskSpec
 

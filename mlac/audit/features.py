@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import torch
 
-from mlac.censor.batches import EncodedSplit
+from mlac.data.encoded import EncodedSplit
 from mlac.models import EncoderClassifier
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from mlac.audit.attacks import AttackParams
+from mlac.attacks import AttackParams
 from mlac.audit.search import SearchError, SearchSpace, StudyKey, TrialExecutor, derived_seed, reference_grid
 from mlac.audit.trial import TrialSpec
 

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from mlac.audit.attacks import TASKS
+from mlac.attacks import TASKS
 from mlac.audit.search import SearchConfig, SearchSpace, StudyKey
 from mlac.audit.verdict import VerdictPolicy
 from mlac.errors import ConfigError, DataError

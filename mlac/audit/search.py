@@ -42,7 +42,7 @@ import optuna
 from optuna.samplers import TPESampler
 from optuna.trial import FrozenTrial, TrialState
 
-from mlac.audit.attacks import KINDS, OPTIMIZERS, SCHEDULES, AttackParams
+from mlac.attacks import KINDS, OPTIMIZERS, SCHEDULES, AttackParams
 from mlac.audit.trial import PruneRule, TrialSpec, WorkerContext, run_trial
 from mlac.errors import ConfigError, MlacError, StoppedError
 

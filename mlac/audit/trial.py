@@ -18,11 +18,11 @@ from typing import Any
 
 import torch
 
-from mlac.audit.attacks import AttackData, AttackParams, run_attack_trial
+from mlac.attacks import AttackData, AttackParams, run_attack_trial
 from mlac.audit.features import FeatureCache
-from mlac.censor.batches import EncodedSplit, encode_split
 from mlac.checkpoint_id import dir_content_id
 from mlac.data import Splits, load_saved_dataset, make_splits
+from mlac.data.encoded import EncodedSplit, encode_split
 from mlac.device import resolve_device
 from mlac.errors import CheckpointError, DataError, MlacError
 from mlac.models import LoadedModel, load_checkpoint

@@ -21,22 +21,9 @@ from torch.func import functional_call
 from mlac.censor.config import MLACConfig
 from mlac.censor.inner_optim import Params, clip_by_global_norm, make_inner_optimizer
 from mlac.censor.losses import adversarial_values, mean_entropy
+from mlac.data.encoded import Batch
 
 BENEFICIAL_PREFIX = "beneficial_head."
-
-
-@dataclass
-class Batch:
-    """Model inputs (keyword arguments of ``model.forward``) and the labels of one batch."""
-
-    inputs: dict[str, torch.Tensor]
-    harmful: torch.Tensor
-    beneficial: torch.Tensor | None = None
-
-    def to(self, device: torch.device) -> Batch:
-        """The same batch on ``device``."""
-        ben = self.beneficial.to(device) if self.beneficial is not None else None
-        return Batch({k: v.to(device) for k, v in self.inputs.items()}, self.harmful.to(device), ben)
 
 
 @dataclass

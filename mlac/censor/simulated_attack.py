@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from mlac.censor.batches import EncodedSplit
 from mlac.censor.config import MLACConfig
 from mlac.censor.inner_optim import clip_by_global_norm, make_inner_optimizer
 from mlac.censor.outer import BENEFICIAL_PREFIX, features, head_logits
+from mlac.data.encoded import EncodedSplit
 from mlac.errors import ConfigError
 from mlac.models import EncoderClassifier
 

@@ -35,11 +35,11 @@ def build_tiny_base(data: Path, out: Path, *, steps: int, seed: int, split_seed:
                     lr: float = 1e-3, batch_size: int = 32, harmful_weight: float = 1.0, device: str = "auto",
                     log: Any = None) -> tuple[Any, Any, str]:
     """Train the tiny base on ``data``'s train split, save it to ``out``; return (model, tokenizer, sha256)."""
-    from mlac.censor.base_model import make_base_model
-    from mlac.censor.batches import encode_split
     from mlac.data import load_saved_dataset, make_splits
+    from mlac.data.encoded import encode_split
     from mlac.device import resolve_device
     from mlac.models import default_tokenizer, save_checkpoint
+    from mlac.models.base_model import make_base_model
 
     ds, task = load_saved_dataset(data)
     splits = make_splits(ds, seed=split_seed)

@@ -1,4 +1,4 @@
-"""Data: synthetic biographies, Bias-in-Bios loaders, pronoun scrubbing, splits, tokenisation."""
+"""Data: synthetic biographies, Bias-in-Bios loaders, pronoun scrubbing, splits, encoded (tokenised) splits."""
 
 from mlac.data.fingerprint import dataset_fingerprint
 from mlac.data.io import load_saved_dataset, save_dataset
@@ -14,7 +14,6 @@ from mlac.data.splits import (
     strata_counts,
 )
 from mlac.data.synth import SynthConfig, generate_synthetic
-from mlac.data.tokenize import collate, iterate_batches, tensorize, tokenize_dataset
 from mlac.data.user_file import load_dataset_file
 
 __all__ = [
@@ -22,11 +21,9 @@ __all__ = [
     "SPLIT_NAMES",
     "Splits",
     "SynthConfig",
-    "collate",
     "dataset_fingerprint",
     "drop_first_sentence",
     "generate_synthetic",
-    "iterate_batches",
     "load_bias_in_bios",
     "load_dataset_file",
     "load_saved_dataset",
@@ -36,6 +33,4 @@ __all__ = [
     "scrub_pronouns",
     "split_sizes",
     "strata_counts",
-    "tensorize",
-    "tokenize_dataset",
 ]

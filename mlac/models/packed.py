@@ -45,7 +45,7 @@ def packed_hidden(trunk: nn.Module, input_ids: torch.Tensor, attention_mask: tor
     """Last hidden states ``[B, L, H]`` of a padded batch, computed on its real tokens (zeros at padding).
 
     Real tokens are the positions where ``attention_mask`` is 1; each row's real tokens must come first
-    (right padding, as :meth:`~mlac.censor.batches.EncodedSplit.batch` builds batches), because position
+    (right padding, as :meth:`~mlac.data.encoded.EncodedSplit.batch` builds batches), because position
     ids count from the row's start.
     """
     bert = _bert(trunk)

@@ -20,10 +20,10 @@ from typing import Any
 
 import torch
 
-from mlac.censor.batches import EncodedSplit
 from mlac.censor.config import MLACConfig
 from mlac.censor.simulated_attack import finetune_attack, simulated_attack
 from mlac.censor.train import train_mlac
+from mlac.data.encoded import EncodedSplit
 
 JOBS = {
     "nurse": "care for patients on the ward", "lawyer": "argue cases in court", "teacher": "teach children to read",
@@ -80,9 +80,9 @@ class Setting:
 
 def build_setting() -> Setting:
     """The behaviour setting: 4,000 bios, a tiny BERT base trained 300 steps on both labels of the first half."""
-    from mlac.censor.base_model import make_base_model
-    from mlac.censor.batches import encode_split
+    from mlac.data.encoded import encode_split
     from mlac.models import default_tokenizer
+    from mlac.models.base_model import make_base_model
 
     tok = default_tokenizer()
     ds, task = make_bios(4000, seed=0)

@@ -34,10 +34,10 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, audit_dataset: Pat
 def trained_pair(tmp_path_factory: pytest.TempPathFactory, audit_dataset: Path) -> tuple[Path, Path]:
     """(base, random): a tiny BERT trained 120 steps (batch 16, harmful loss weighted 3x) on both labels of the
     train split, and its re-init."""
-    from mlac.censor.base_model import make_base_model
-    from mlac.censor.batches import encode_split
     from mlac.data import load_saved_dataset, make_splits
+    from mlac.data.encoded import encode_split
     from mlac.models import default_tokenizer, random_reinit, save_checkpoint
+    from mlac.models.base_model import make_base_model
 
     ds, task = load_saved_dataset(audit_dataset)
     tok = default_tokenizer()

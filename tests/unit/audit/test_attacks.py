@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mlac.audit.attacks import AttackData, AttackParams, run_attack_trial
+from mlac.attacks import AttackData, AttackParams, run_attack_trial
 from mlac.audit.features import FeatureCache
 from mlac.audit.trial import TrialSpec, WorkerContext, run_trial
 from mlac.errors import ConfigError
@@ -102,7 +102,7 @@ def test_full_attack_on_a_non_bert_trunk_uses_micro_batches(tiny_checkpoint: Pat
     trial stays deterministic and leaves the model untouched."""
     from transformers import AutoModel, DistilBertConfig
 
-    import mlac.audit.attacks as attacks
+    import mlac.attacks.engine as attacks
     from mlac.models import EncoderClassifier
 
     torch.set_num_threads(1)

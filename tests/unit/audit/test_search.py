@@ -11,7 +11,7 @@ import pytest
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from mlac.audit.attacks import AttackParams
+from mlac.attacks import AttackParams
 from mlac.audit.search import (
     VERSION_ATTR,
     InProcessExecutor,

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mlac.censor.batches import encode_split
 from mlac.censor.config import MLACConfig, ac_config
 from mlac.censor.outer import outer_objective
 from mlac.censor.train import MLACTrainer, _derived_seed, split_train_val, train_mlac
+from mlac.data.encoded import encode_split
 from mlac.errors import ConfigError
 from mlac.models import build_tiny_bert
 

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 from mlac.censor.config import MLACConfig
 from mlac.censor.losses import solve_remap
-from mlac.censor.outer import Batch, embedding_rows, outer_objective
+from mlac.censor.outer import embedding_rows, outer_objective
+from mlac.data.encoded import Batch
 
 REL_TOL = 1e-6
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoModel, DistilBertConfig
 
-from mlac.audit.attacks import lora_trunk
+from mlac.attacks import lora_trunk
 from mlac.models import build_tiny_bert
 from mlac.models.packed import packed_hidden, supports_packed
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mlac.audit.microbatch import length_micro_batches
-from mlac.censor.batches import EncodedSplit
+from mlac.data.encoded import EncodedSplit
 from mlac.errors import ConfigError
 from mlac.models import EncoderClassifier, make_head
 from mlac.models.packed import supports_packed

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from mlac.censor.batches import EncodedSplit
+from mlac.data.encoded import EncodedSplit
 from mlac.errors import ConfigError
 from mlac.models import EncoderClassifier, build_tiny_bert, make_head
 

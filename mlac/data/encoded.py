@@ -15,10 +15,22 @@ from typing import Any
 import torch
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from mlac.censor.outer import Batch
 from mlac.errors import DataError
 from mlac.tasks import TaskSpec
 
+
+@dataclass
+class Batch:
+    """Model inputs (keyword arguments of ``model.forward``) and the labels of one batch."""
+
+    inputs: dict[str, torch.Tensor]
+    harmful: torch.Tensor
+    beneficial: torch.Tensor | None = None
+
+    def to(self, device: torch.device) -> Batch:
+        """The same batch on ``device``."""
+        ben = self.beneficial.to(device) if self.beneficial is not None else None
+        return Batch({k: v.to(device) for k, v in self.inputs.items()}, self.harmful.to(device), ben)
 
 @dataclass(frozen=True)
 class EncodedSplit:
