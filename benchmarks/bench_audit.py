@@ -38,15 +38,11 @@ from torch import nn
 
 from mlac.attacks import AttackData, AttackParams, labels_of, run_attack_trial
 from mlac.audit.features import FeatureCache
-from mlac.audit.search import (
-    InProcessExecutor,
-    SearchConfig,
-    SearchSpace,
-    StudyDriver,
-    StudyKey,
-    derived_seed,
-)
+from mlac.audit.scheduling import InProcessExecutor
+from mlac.audit.space import SearchConfig, SearchSpace, derived_seed
+from mlac.audit.study import StudyDriver
 from mlac.audit.trial import TrialSpec, WorkerContext
+from mlac.contracts import StudyKey
 from mlac.models import EncoderClassifier, make_head
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

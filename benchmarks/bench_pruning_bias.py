@@ -14,8 +14,8 @@ from unittest import mock
 
 import optuna
 
-import mlac.audit.search as search
-from mlac.audit.search import SearchConfig
+import mlac.audit.study as study
+from mlac.audit.space import SearchConfig
 from tests.unit.audit.test_pruning_bias import BUDGET, SEEDS, best_found, counting_pruned_since_best
 
 
@@ -29,7 +29,7 @@ def main() -> None:
         for fraction in (0.0, 0.3, 0.5, 0.7):
             for min_ref in (3, 5):
                 cfg = SearchConfig(**BUDGET, prune_warmup_fraction=fraction, prune_min_reference=min_ref)
-                with mock.patch.object(search, "_since_best", counting_pruned_since_best) if counted else mock.MagicMock():
+                with mock.patch.object(study, "_since_best", counting_pruned_since_best) if counted else mock.MagicMock():
                     losses = [unpruned[s] - best_found(cfg, s) for s in SEEDS]
                 print(f"| {fraction} | {min_ref} | {'yes' if counted else 'no'} | {statistics.mean(losses):+.4f} | "
                       f"{max(losses):+.4f} |")

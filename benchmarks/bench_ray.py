@@ -7,7 +7,7 @@ Run from the repository root (it starts its own local Ray; give it the whole mac
 Configurations, each a fresh audit folder (no resume) of the same request (one model under audit,
 both tasks, the preset's sizes/seeds/space/budget):
 
-- ``in-process``: :class:`~mlac.audit.search.InProcessExecutor`, torch on all ``--cpus`` threads;
+- ``in-process``: :class:`~mlac.audit.scheduling.InProcessExecutor`, torch on all ``--cpus`` threads;
 - ``ray c=1``: :class:`~workers.executor.RayTrialExecutor`, one trial at a time asking for all ``--cpus``
   (same compute as in-process: the difference is Ray's overhead);
 - ``ray c=2``: two trials at once, one CPU each (the runner keeps two searches in flight);
@@ -38,7 +38,7 @@ from bench_audit import make_inputs  # same cached inputs as the audit benchmark
 
 from mlac.audit.presets import build_request
 from mlac.audit.runner import STUDIES_FILE, run_audit
-from mlac.audit.search import InProcessExecutor
+from mlac.audit.scheduling import InProcessExecutor
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -6,7 +6,7 @@ with the behaviour test's recipe, ``w_adv`` 1) and each (n, attacker seed), on t
 - ``grid``: :func:`~mlac.audit.grid.run_grid` (kinds probe / full / LoRA x lr in ``GRID_LRS``, Adam, constant
   schedule, batch 12), each member one run of **300** steps (the full reference grid goes to 1000: a CPU cap)
   keeping its best checkpoint on the selection split every 50 steps; the member best on selection is scored;
-- ``searched``: a :class:`~mlac.audit.search.StudyDriver` on the same kinds, lr 1e-5..3e-2 and 100..300 steps,
+- ``searched``: a :class:`~mlac.audit.study.StudyDriver` on the same kinds, lr 1e-5..3e-2 and 100..300 steps,
   with the ``strong`` preset's other dimensions (Adam / AdamW / SGD, constant / warm-up, weight decay 0 / 0.01,
   batch 12 / 24), ``grid_start`` (the grid enqueued first, same trial seeds), no pruning, ``grid size + 8``
   trials, patience = the budget, TPE from the grid on, 3 reruns of the winner (its point: their mean);
@@ -47,7 +47,7 @@ EXTRA_TRIALS, RERUNS, EVAL_EVERY = 8, 3, 50
 
 def spaces() -> tuple[Any, Any]:
     """(grid space, searched space): the grid is the same inside both (asserted)."""
-    from mlac.audit.search import SearchSpace, reference_grid
+    from mlac.audit.space import SearchSpace, reference_grid
 
     common = {"lr_low": 1e-5, "lr_high": 3e-2, "steps_min": 100, "steps_max": STEPS_CAP, "steps_step": 100,
               "kinds": ("probe", "full", "lora")}
@@ -108,7 +108,7 @@ class Memo:
     concurrency = 1
 
     def __init__(self) -> None:
-        from mlac.audit.search import InProcessExecutor
+        from mlac.audit.scheduling import InProcessExecutor
 
         self.inner = InProcessExecutor()
         self.memo: dict[str, dict[str, Any]] = {}
@@ -131,8 +131,10 @@ def run_cell(model: str, checkpoint: Path, data: Path, n: int, seed: int, ex: Me
     """The three attackers on one (model, n, seed); one row each."""
     from mlac.audit.grid import grid_specs, run_grid
     from mlac.audit.runner import subset_seed
-    from mlac.audit.search import SearchConfig, StudyDriver, StudyKey, reference_grid
+    from mlac.audit.space import SearchConfig, reference_grid
+    from mlac.audit.study import StudyDriver
     from mlac.audit.trial import TrialSpec
+    from mlac.contracts import StudyKey
 
     grid_space, space = spaces()
     size = len(reference_grid(space))

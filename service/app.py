@@ -30,7 +30,7 @@ from service.guards import BodyLimitMiddleware, RateLimitMiddleware, error_respo
 from service.metrics import MetricsMiddleware, ServiceMetrics
 from service.quotas import limits_for
 from service.ratelimit import RateLimiter
-from service.routes import checkpoints, datasets, health, jobs, keys, schedules
+from service.routes import checkpoints, comparisons, datasets, exports, health, jobs, keys, schedules
 from service.routes import webhooks as webhook_routes
 from service.runners import InProcessRunner, RayRunner, Runner
 from service.scheduler import Scheduler, utcnow
@@ -186,7 +186,7 @@ def create_app(settings: Settings | None = None, *, store: JobStore | None = Non
     app.add_middleware(BodyLimitMiddleware, max_bytes=body_cap)
     app.add_middleware(RateLimitMiddleware, state=current_state)
     app.add_middleware(MetricsMiddleware, metrics=current_metrics)
-    for module in (health, checkpoints, datasets, jobs, schedules, keys, webhook_routes):
+    for module in (health, checkpoints, datasets, jobs, exports, comparisons, schedules, keys, webhook_routes):
         app.include_router(module.router)
     install_ui(app)  # the web view (/ui): plain routes with cookie sessions, outside the API schema
     return app

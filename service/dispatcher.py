@@ -9,7 +9,6 @@ shutdown the leases are released at once so another process (or the next start) 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import secrets
@@ -19,17 +18,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mlac.contracts import JobOutcome, study_label
 from mlac.errors import MlacError
 from mlac.job_failure import JobFailure, failure_of, one_line
+from mlac.jobs import audits
 from service.background import WakeableLoop
 from service.checkpoint_store import dir_checkpoint
 from service.errors import InvalidTransitionError, NotFoundError
-from service.jobspec import worker_spec
+from service.jobspec import dispatch_spec
 from service.metrics import ServiceMetrics
 from service.runners import Runner
-from service.schemas import JobCreate
+from service.schedule_runs import RunReading, regression_check
 from service.store import JobStore
-from service.store.records import Checkpoint, Job, TrialResult
+from service.store.records import Checkpoint, Job, TrialRecord
 from service.webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,15 @@ PROGRESS_KEYS = ("stage", "trials_done", "trials_total", "studies_done", "studie
 def instance_id() -> str:
     """A name for this process, unique across restarts (leases and schedule slots record it)."""
     return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def defended_dir(kind: str, result_path: str) -> Path | None:
+    """Where a finished job's defended checkpoint lies: the result of a defend job, ``censored/`` beside the
+    audit of a defend-then-audit job; None for a plain audit."""
+    if not audits(kind):
+        return Path(result_path)
+    folder = Path(result_path).parent / "censored"
+    return folder if kind != "audit" and folder.is_dir() else None
 
 
 class StoreSink:
@@ -66,9 +76,9 @@ class StoreSink:
                 self.store.append_event(job_id, payload, now)
             trial = payload.get("trial")
             if isinstance(trial, int) and "model" in payload:
-                study = f"{payload['model']}:{payload.get('task')}:n{payload.get('n')}:s{payload.get('seed')}"
+                study = study_label(payload["model"], payload.get("task"), payload.get("n"), payload.get("seed"))
                 value = payload.get("value")
-                self.store.record_trial(TrialResult(job_id=job_id, study=study, trial=trial,
+                self.store.record_trial(TrialRecord(job_id=job_id, study=study, trial=trial,
                                                     value=float(value) if isinstance(value, (int, float)) else None,
                                                     payload=payload, recorded_at=now))
         except MlacError:
@@ -87,9 +97,10 @@ class StoreSink:
             return None
         return max(0.0, (now - job.started_at) * (total - done) / done)
 
-    def finished(self, job_id: str, state: str, result_path: str | None, failure: JobFailure | None) -> None:
-        """Record the end (compare-and-set) with the failure's one-line cause and its traceback apart, register a
-        censored checkpoint, send webhooks."""
+    def finished(self, job_id: str, outcome: JobOutcome) -> None:
+        """Record the end (compare-and-set) with the verdict the runner read from the audit's result, the failure's
+        one-line cause and its traceback apart; register a defended checkpoint; send webhooks."""
+        state, result_path, failure = outcome.state, outcome.result_path, outcome.failure
         if self.closing() and state != "SUCCEEDED":
             try:
                 if not self.store.get_job(job_id, None).cancel_requested:
@@ -97,7 +108,7 @@ class StoreSink:
                     return
             except NotFoundError:
                 return
-        verdict = _verdict(result_path) if state == "SUCCEEDED" else None
+        verdict = outcome.verdict if state == "SUCCEEDED" else None
         try:
             job = self.store.finish_job(job_id, state, result_path=result_path, verdict=verdict,
                                         error=None if failure is None else one_line(failure.cause),
@@ -107,27 +118,59 @@ class StoreSink:
             return
         if self.metrics is not None:
             self.metrics.jobs_finished.labels(state=state).inc()
-        if state == "SUCCEEDED" and job.kind == "censor" and result_path:
-            self._register_censored(job, result_path)
-        self._notify(job)
+        if state == "SUCCEEDED" and result_path:
+            defended = defended_dir(job.kind, result_path)
+            if defended is not None:
+                self._register_defended(job, defended)
+        regression = self._regression(job) if state == "SUCCEEDED" else None
+        if regression is not None:
+            job = regression[1]
+        self._notify(job, regression[0] if regression is not None else None)
 
-    def _register_censored(self, job: Job, path: str) -> None:
+    def _register_defended(self, job: Job, path: Path) -> None:
+        """Register a defend job's output as a checkpoint of the job's owner, with its lineage: the checkpoint it
+        was made from (``parent_checkpoint``), the job and the defense (name and config)."""
         from mlac.models import validate_checkpoint_dir
 
         try:
             info = validate_checkpoint_dir(path)
         except MlacError:
-            log.exception("censored checkpoint of job %s does not validate", job.id)
+            log.exception("defended checkpoint of job %s does not validate", job.id)
             return
         checkpoint_id, files = dir_checkpoint(path)
-        size = sum((Path(path) / name).stat().st_size for name in files)
+        size = sum((path / name).stat().st_size for name in files)
+        spec = job.spec.get("worker_spec") if isinstance(job.spec.get("worker_spec"), dict) else {}
+        defense = spec.get("defense") if isinstance(spec, dict) else None
         self.store.add_checkpoint(Checkpoint(
-            sha256=checkpoint_id, owner=job.owner, name=f"censored-{job.id}", path=str(path), size_bytes=size,
+            sha256=checkpoint_id, owner=job.owner, name=f"defended-{job.id}", path=str(path), size_bytes=size,
             info={"model_type": info.model_type, "hidden_size": info.hidden_size, "num_parameters": info.num_parameters,
                   "num_beneficial": info.num_beneficial, "weights_sha256": info.sha256, "files": files,
-                  "source_job": job.id}, created_at=time.time()))
+                  "source_job": job.id, "parent_checkpoint": job.checkpoint_sha,
+                  "defense": defense if isinstance(defense, dict) else None}, created_at=time.time()))
 
-    def _notify(self, job: Job) -> None:
+    def _regression(self, job: Job) -> tuple[RunReading, Job] | None:
+        """A scheduled audit's regression gate: compared with the schedule's previous successful run; a regressed
+        run gets an event in its log and, under ``fail_on_regression``, the verdict FAIL."""
+        try:
+            found = regression_check(self.store, job)
+        except Exception:  # a gate that cannot read a result must not lose the job's end
+            log.exception("regression check of job %s failed", job.id)
+            return None
+        if found is None:
+            return None
+        reading, policy = found
+        statements = reading.comparison.statements if reading.comparison is not None else []
+        self.store.append_event(job.id, {"stage": "regression", "regressed": reading.regressed,
+                                         "previous_job_id": reading.previous_job_id,
+                                         "statement": " ".join(statements) or reading.not_comparable}, time.time())
+        if reading.regressed and policy.fail_on_regression and job.verdict != "FAIL":
+            try:
+                job = self.store.set_verdict(job.id, "FAIL")
+            except (InvalidTransitionError, NotFoundError):
+                log.exception("could not fail the regressed run %s", job.id)
+        return reading, job
+
+    def _notify(self, job: Job, regression: RunReading | None = None) -> None:
         """Enqueue the job's webhooks in the persistent outbox (the delivery loop sends them, signed with the
         owner's secret); a store error is logged, never raised into the runner."""
         url = job.webhook_url
@@ -141,25 +184,17 @@ class StoreSink:
         payload = {"job_id": job.id, "kind": job.kind, "state": job.state, "verdict": job.verdict,
                    "schedule_id": job.schedule_id, "finished_at": job.finished_at,
                    "error": (job.error or "")[-2000:] or None}
-        events = ["job.completed"] + (["audit.verdict_fail"] if job.verdict == "FAIL" else [])
-        for event in events:
+        events: list[tuple[str, dict[str, Any]]] = [("job.completed", payload)]
+        if job.verdict == "FAIL":
+            events.append(("audit.verdict_fail", payload))
+        if regression is not None and regression.regressed and regression.comparison is not None:
+            events.append(("audit.regressed", {**payload, "previous_job_id": regression.previous_job_id,
+                                               "comparison": regression.comparison.to_dict()}))
+        for event, body in events:
             try:
-                self.webhooks.enqueue(job.owner, url, event, payload, job_id=job.id)
+                self.webhooks.enqueue(job.owner, url, event, body, job_id=job.id)
             except MlacError:
                 log.exception("could not enqueue webhook %s of job %s", event, job.id)
-
-
-def _verdict(result_path: str | None) -> str | None:
-    if not result_path:
-        return None
-    path = Path(result_path) / "result.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    verdict = data.get("verdict") if isinstance(data, dict) else None
-    status = verdict.get("status") if isinstance(verdict, dict) else None
-    return str(status) if status else None
 
 
 class Dispatcher:
@@ -206,15 +241,15 @@ class Dispatcher:
             except InvalidTransitionError:
                 continue  # another process claimed it first
             try:
-                spec = worker_spec(JobCreate.model_validate(job.spec), self.store, job.owner)
-                self.runner.submit(job.id, job.kind, spec, self.sink)
+                self.runner.submit(job.id, job.kind, dispatch_spec(job, self.store), self.sink)
             except MlacError as exc:
-                self.sink.finished(job.id, "FAILED", None, failure_of(exc))
+                self.sink.finished(job.id, JobOutcome("FAILED", failure=failure_of(exc)))
                 continue
             except Exception as exc:
                 log.exception("could not start job %s", job.id)
                 failure = failure_of(exc)
-                self.sink.finished(job.id, "FAILED", None, JobFailure(f"could not start: {failure.cause}", failure.detail))
+                self.sink.finished(job.id, JobOutcome("FAILED", failure=JobFailure(f"could not start: {failure.cause}",
+                                                                                   failure.detail)))
                 continue
             self._mine.add(job.id)
             started.append(job.id)

@@ -11,12 +11,12 @@ byte is read and on its actual size before anything is placed or inserted (:func
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mlac.audit.cost import JobCost, audit_cost, censor_cost, job_cost
-from mlac.audit.protocol import AuditRequest
-from mlac.censor.config import MLACConfig
+from mlac.audit.cost import JobCost, audit_cost, defense_cost, job_cost
+from mlac.jobs import JobSpec
 from service.errors import ServiceError
 from service.settings import Settings
 
@@ -55,14 +55,18 @@ def limits_for(key: ApiKey, settings: Settings) -> Limits:
                   max_stored_bytes=values["max_stored_bytes"], overridden=frozenset(own))
 
 
-def estimate(kind: str, spec: dict[str, Any]) -> JobCost:
-    """The cost of a validated worker spec (:func:`service.jobspec.worker_spec`)."""
+def spec_cost(spec: JobSpec) -> JobCost:
+    """The cost of a validated job spec (:func:`service.jobspec.job_spec`): its audit (the defended model joins
+    the audit when there is one) and its defense, priced like a censoring run."""
     audit = None
-    if "request" in spec:
-        extra = 1 if kind == "censor_then_audit" else 0  # the censored model joins the audit when it exists
-        audit = audit_cost(AuditRequest.from_dict(spec["request"]), extra_models=extra)
-    censor = censor_cost(MLACConfig.from_dict(spec["censor_config"])) if "censor_config" in spec else None
-    return job_cost(audit, censor)
+    if spec.request is not None:
+        audit = audit_cost(spec.request, extra_models=1 if spec.defense is not None else 0)
+    return job_cost(audit, defense_cost(spec.defense) if spec.defense is not None else None)
+
+
+def estimate(kind: str, spec: Mapping[str, Any]) -> JobCost:
+    """:func:`spec_cost` of a spec in its plain form (:func:`service.jobspec.worker_spec`)."""
+    return spec_cost(JobSpec.from_dict(spec, kind=kind))
 
 
 def job_refusal(cost: JobCost, limits: Limits) -> QuotaExceededError | None:

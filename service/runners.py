@@ -13,11 +13,13 @@ import threading
 from pathlib import Path
 from typing import Any, Protocol
 
-from mlac.errors import MlacError, StoppedError
+from mlac.contracts import JobOutcome
 from mlac.job_failure import JobFailure, failure_of
+from mlac.jobs import JOB_KINDS, JobSpec, audits, failed_outcome, run_job
 
 log = logging.getLogger(__name__)
-KINDS = ("censor", "audit", "censor_then_audit")
+#: Every job kind a runner takes (aliases included: ``censor`` is ``defend`` with MLAC), from :mod:`mlac.jobs`.
+KINDS = JOB_KINDS
 
 
 class ProgressSink(Protocol):
@@ -26,8 +28,9 @@ class ProgressSink(Protocol):
     def event(self, job_id: str, event: dict[str, Any]) -> None:
         """A progress event."""
 
-    def finished(self, job_id: str, state: str, result_path: str | None, failure: JobFailure | None) -> None:
-        """The job ended: SUCCEEDED, FAILED (with its one-line cause and the traceback) or CANCELLED."""
+    def finished(self, job_id: str, outcome: JobOutcome) -> None:
+        """The job ended: SUCCEEDED (with its result and the audit's verdict), FAILED (with its one-line cause and
+        the traceback) or CANCELLED."""
 
 
 class Runner(Protocol):
@@ -98,60 +101,27 @@ class InProcessRunner:
             thread.join(timeout=30)
 
     def _run(self, job_id: str, kind: str, spec: dict[str, Any], sink: ProgressSink, stop: threading.Event) -> None:
-        state, result_path, failure = "FAILED", None, None
-        try:
-            result_path = self._execute(job_id, kind, spec, sink, stop)
-            state = "SUCCEEDED"
-        except StoppedError as exc:
-            state, failure = "CANCELLED", JobFailure(str(exc) or "cancelled")
-        except Exception as exc:  # MlacError: its type, code and message; anything else: its last line
-            failure = failure_of(exc, roots=(self.artifact_root.parent, self.artifact_root))
-            if stop.is_set() and not isinstance(exc, MlacError):  # what a stop interrupted, not a user error
-                state = "CANCELLED"
-        try:
-            sink.finished(job_id, state, result_path, failure)
-        except Exception:  # the sink logs its own failures; a runner thread must not die silently
-            log.exception("sink.finished failed for job %s", job_id)
+        roots = (self.artifact_root.parent, self.artifact_root)
 
-    def _execute(self, job_id: str, kind: str, spec: dict[str, Any], sink: ProgressSink, stop: threading.Event) -> str:
-        from mlac.audit.protocol import AuditRequest
-        from mlac.audit.runner import run_audit
+        def describe(exc: BaseException) -> JobFailure:
+            return failure_of(exc, roots=roots)
 
         def emit(event: dict[str, Any]) -> None:
             sink.event(job_id, {k: v for k, v in event.items() if isinstance(v, (int, float, str, bool, type(None)))})
 
-        out = self.job_dir(job_id)
-        out.mkdir(parents=True, exist_ok=True)
-        censored: str | None = None
-        if kind in ("censor", "censor_then_audit"):
-            censored = self._censor(spec, out / "censored", emit, stop)
-            if kind == "censor":
-                return censored
-        request = AuditRequest.from_dict(dict(spec["request"]))
-        if censored is not None:
-            request = request.replace(models=(*request.models, censored))
-        audit_dir = out / "audit"
-        run_audit(request, audit_dir, progress=emit, should_stop=stop.is_set, storage_url=self.storage_url,
-                  study_namespace=job_id)
-        return str(audit_dir)
-
-    @staticmethod
-    def _censor(spec: dict[str, Any], out: Path, emit: Any, stop: threading.Event) -> str:
-        from mlac.censor.config import MLACConfig
-        from mlac.censor.train import train_mlac
-        from mlac.data import load_saved_dataset, make_splits
-        from mlac.models import load_checkpoint
-
-        emit({"stage": "censor"})
-        config = MLACConfig.from_dict(dict(spec.get("censor_config", {})))
-        ds, task = load_saved_dataset(spec["dataset"])
-        splits = make_splits(ds, seed=0)
-        loaded = load_checkpoint(spec["base"], num_beneficial=len(task.beneficial_names) or None)
-        train_mlac(loaded.model, loaded.tokenizer, splits.train, task, config, out_dir=out,
-                   progress=lambda e: emit({"stage": "censor", **e}), should_stop=stop.is_set, resume=True,
-                   parent_sha256=loaded.sha256, dataset_fingerprint=splits.fingerprints["train"],
-                   beneficial_names=task.beneficial_names)
-        return str(out)
+        try:
+            job = JobSpec.from_dict(spec, kind=kind)
+            if job.optuna_storage is None and self.storage_url is not None and audits(job.kind):
+                job = job.replace(optuna_storage=self.storage_url)
+        except Exception as exc:  # a spec that does not parse: reported like any failure of the job
+            outcome = failed_outcome(exc, stopped=stop.is_set(), describe=describe)
+        else:
+            outcome = run_job(job, self.job_dir(job_id), progress=emit, should_stop=stop.is_set, study_namespace=job_id,
+                              describe_failure=describe)
+        try:
+            sink.finished(job_id, outcome)
+        except Exception:  # the sink logs its own failures; a runner thread must not die silently
+            log.exception("sink.finished failed for job %s", job_id)
 
 
 class RayRunner:
@@ -184,7 +154,7 @@ class RayRunner:
         return self.handle.dashboard_url
 
     def submit(self, job_id: str, kind: str, spec: dict[str, Any], sink: ProgressSink) -> None:
-        if self.storage_url is not None and kind != "censor":
+        if self.storage_url is not None and audits(kind):
             spec = {**spec, "optuna_storage": self.storage_url}
         self.runner.submit(job_id, kind, spec, sink)
 

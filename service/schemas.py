@@ -18,7 +18,8 @@ WebhookUrl = Annotated[AnyHttpUrl, Field(max_length=2000, description=(
     "called (POST, signed with your key's secret: GET /v1/webhooks/secret) on completion and on a FAIL verdict; "
     "must be a public http(s) address (no credentials) unless the operator allows it (MLAC_WEBHOOK_ALLOW)"))]
 Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]
-JobKind = Literal["censor", "audit", "censor_then_audit"]
+#: ``censor`` and ``censor_then_audit`` are the older names of ``defend`` and ``defend_then_audit`` with MLAC.
+JobKind = Literal["audit", "defend", "defend_then_audit", "censor", "censor_then_audit"]
 JobState = Literal["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]
 
 
@@ -88,23 +89,76 @@ class CensorOptions(Strict):
     seed: Seed | None = None
 
 
+class ACOptions(Strict):
+    """Overrides of the preset's adversarial-censoring configuration (mlac.defenses.adversarial.ACConfig)."""
+
+    steps: int | None = Field(default=None, ge=1, le=1_000_000, description="defender steps")
+    lr: float | None = Field(default=None, gt=0, le=1)
+    max_length: int | None = Field(default=None, ge=8, le=512)
+    checkpoint_every: int | None = Field(default=None, ge=1, le=1_000_000, description="steps between resume states")
+    seed: Seed | None = None
+
+
+class BeneficialOnlyOptions(Strict):
+    """Overrides of the preset's beneficial-only fine-tune (mlac.defenses.beneficial_only.BeneficialOnlyConfig)."""
+
+    steps: int | None = Field(default=None, ge=1, le=1_000_000)
+    lr: float | None = Field(default=None, gt=0, le=1)
+    batch_size: int | None = Field(default=None, ge=1, le=1024)
+    max_length: int | None = Field(default=None, ge=8, le=512)
+    seed: Seed | None = None
+
+
+class MLACDefenseOptions(Strict):
+    """The ``mlac`` defense: meta-learned adversarial censoring."""
+
+    name: Literal["mlac"]
+    config: CensorOptions = Field(default_factory=CensorOptions)
+
+
+class ACDefenseOptions(Strict):
+    """The ``ac`` defense: adversarial censoring (MLAC with K = 0 inner steps and a learned adversary head)."""
+
+    name: Literal["ac"]
+    config: ACOptions = Field(default_factory=ACOptions)
+
+
+class BeneficialOnlyDefenseOptions(Strict):
+    """The ``beneficial_only`` defense: fine-tuning on the beneficial task only (the no-defense control)."""
+
+    name: Literal["beneficial_only"]
+    config: BeneficialOnlyOptions = Field(default_factory=BeneficialOnlyOptions)
+
+
+#: A defense by name with its config; a new defense of ``mlac.defenses`` is offered here by one options model.
+DefenseOptions = Annotated[MLACDefenseOptions | ACDefenseOptions | BeneficialOnlyDefenseOptions,
+                           Field(discriminator="name")]
+
+
 class JobCreate(Strict):
-    """A job: censor a checkpoint, audit one, or censor then audit the result against the baselines."""
+    """A job: defend (censor) a checkpoint, audit one, or defend then audit the result against the baselines."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"kind": "censor_then_audit", "dataset_id": "ds_0123456789abcdef0123",
          "checkpoint_id": "3f1c0a6e9b2d4c8f7a5e1d0b9c8a7f6e5d4c3b2a1908f7e6d5c4b3a291807f6e", "preset": "quick",
          "audit": {"baselines": ["random", "base"], "verdict": {"delta_random": 0.05}}},
+        {"kind": "defend_then_audit", "dataset_id": "ds_0123456789abcdef0123",
+         "checkpoint_id": "3f1c0a6e9b2d4c8f7a5e1d0b9c8a7f6e5d4c3b2a1908f7e6d5c4b3a291807f6e", "preset": "quick",
+         "defense": {"name": "ac", "config": {"steps": 100}}, "audit": {"baselines": ["random", "base"]}},
         {"kind": "audit", "dataset_id": "ds_0123456789abcdef0123", "preset": "smoke",
          "audit": {"sizes": [20], "seeds": [0], "baselines": ["random"], "tiny_base": True, "max_trials": 2}},
     ]})
 
     kind: JobKind
     dataset_id: DatasetId
-    checkpoint_id: Sha256 | None = Field(default=None, description="base model (censor) or model under audit (audit)")
+    checkpoint_id: Sha256 | None = Field(default=None, description="base model (defend) or model under audit (audit)")
     preset: Literal["smoke", "quick", "paper", "strong"] = "smoke"
     audit: AuditOptions = Field(default_factory=AuditOptions)
-    censor: CensorOptions = Field(default_factory=CensorOptions)
+    defense: DefenseOptions | None = Field(default=None, description=(
+        "the defense of a defend / defend_then_audit job, on top of the preset's settings; default: mlac with the "
+        "censor options"))
+    censor: CensorOptions = Field(default_factory=CensorOptions, description=(
+        "MLAC options of a censor / censor_then_audit job (the older form of defense: {name: mlac, config})"))
     webhook_url: WebhookUrl | None = None
 
 
@@ -150,8 +204,9 @@ class EstimatePublic(BaseModel):
 
     trial_runs: int = Field(description="fine-tuning runs of the attacker: studies x (max_trials + reruns)")
     attack_steps: int = Field(description="optimizer steps of those runs: trial_runs x the largest steps value")
-    censor_steps: int = Field(description="simulated inner steps of the censoring run: outer_steps x inner_steps")
-    models: int = Field(description="models audited, baselines (and a censor_then_audit job's censored model) included")
+    censor_steps: int = Field(description="simulated inner steps of the defense run: outer_steps x inner_steps (0 for "
+                                          "a defense without simulated fine-tuning: ac, beneficial_only)")
+    models: int = Field(description="models audited, baselines (and a defend_then_audit job's defended model) included")
     studies: int = Field(description="searches: models x tasks x sizes x seeds")
     baseline_steps: int = Field(description="training steps that build the baselines")
     censor_outer_steps: int = 0
@@ -231,6 +286,26 @@ class CheckpointPublic(BaseModel):
     num_parameters: int | None
     num_beneficial: int | None
     created_at: float
+    source_job: str | None = Field(default=None, description="the defend job that produced it (null for an upload)")
+    parent_checkpoint: str | None = Field(default=None, description=(
+        "the checkpoint it was made from: follow the chain back to an upload"))
+    defense: dict[str, Any] | None = Field(default=None, description="the defense (name and config) that produced it")
+
+
+class CheckpointFilePublic(BaseModel):
+    """One file of a checkpoint."""
+
+    name: str
+    sha256: str | None
+    size_bytes: int
+    href: str = Field(description="where to download it")
+
+
+class CheckpointFilesPublic(BaseModel):
+    """A checkpoint's files (download each from its ``href``)."""
+
+    id: str
+    files: list[CheckpointFilePublic]
 
 
 class CheckpointsPublic(BaseModel):
@@ -280,6 +355,15 @@ class DatasetsPublic(BaseModel):
     offset: int
 
 
+class RegressionOptions(Strict):
+    """A schedule's regression gate: every successful run is compared with the previous successful one; a run
+    significantly easier to attack (harmful task, some n) sends ``audit.regressed`` and, with
+    ``fail_on_regression``, gets the verdict FAIL."""
+
+    fail_on_regression: bool = Field(default=False, description="mark a regressed run's verdict FAIL")
+    alpha: float = Field(default=0.05, gt=0.0, lt=0.5, description="significance level after Holm adjustment")
+
+
 class ScheduleCreate(Strict):
     """A cron schedule that creates a job from ``job`` at every slot."""
 
@@ -294,6 +378,50 @@ class ScheduleCreate(Strict):
     timezone: str = Field(default="UTC", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_+\-/]+$")
     job: JobCreate
     webhook_url: WebhookUrl | None = None
+    regression: RegressionOptions = Field(default_factory=RegressionOptions, description=(
+        "what a run does when it is significantly easier to attack than the previous successful run"))
+
+
+class ScheduleUpdate(Strict):
+    """``PATCH /v1/schedules/{id}``: a new job template (checked as at creation) and/or regression policy."""
+
+    job: JobCreate | None = None
+    regression: RegressionOptions | None = None
+
+
+class FindingPublic(BaseModel):
+    """B - A on one task at one n (B: this run, A: the previous successful run)."""
+
+    task: str
+    n: int
+    difference: float
+    finding: Literal["lower", "higher", "no_difference", "undecided"]
+    reads: str
+
+
+class ScheduleReadingPublic(BaseModel):
+    """One run of a schedule and how it compares with the previous successful run."""
+
+    slot: str
+    job_id: str
+    fired_at: float
+    state: str
+    verdict: str | None
+    harmful: float | None = Field(description="the audited model's harmful accuracy at the largest n (the trend)")
+    previous_job_id: str | None = Field(description="the previous successful run it was compared with")
+    regressed: bool = Field(description="significantly easier to attack than the previous successful run")
+    statements: list[str]
+    findings: list[FindingPublic]
+    not_comparable: str | None = Field(description="why it could not be compared (data or protocol changed)")
+
+
+class ScheduleRunsPublic(BaseModel):
+    """A schedule's runs, oldest first, each read against the one before."""
+
+    schedule_id: str
+    items: list[ScheduleReadingPublic]
+    regressions: int
+    trend_png: str = Field(description="the trend figure")
 
 
 class ScheduleRunPublic(BaseModel):
@@ -319,6 +447,7 @@ class SchedulePublic(BaseModel):
     broken: str | None = Field(default=None, description="why the schedule cannot fire (it is skipped); null when fine")
     next_runs: list[str]
     past_runs: list[ScheduleRunPublic]
+    regression: RegressionOptions
 
 
 class SchedulesPublic(BaseModel):

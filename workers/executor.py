@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import ray
@@ -37,22 +38,23 @@ def _worker_context() -> WorkerContext:
 
 
 def execute_trial(spec: dict[str, Any], num_cpus: float, store_root: str | None) -> dict[str, Any]:
-    """Run one trial on the device Ray assigned (or return its stored result); tag where it ran."""
+    """Run one trial on the device Ray assigned (or return its stored result); tag where it ran.
+
+    Returns the plain :class:`~mlac.contracts.TrialResult` (a Ray task's return value crosses processes)."""
     store = TrialResultStore(store_root) if store_root else None
     if store is not None:
         stored = store.get(spec)
         if stored is not None:
-            return {**stored, "reused": True}
+            return replace(stored, reused=True).to_dict()
     adopt_assigned_cpus(num_cpus)
     device = assigned_device()
     result = run_trial({**spec, "device": str(device)}, _worker_context())
-    result["node_id"] = ray.get_runtime_context().get_node_id()
-    result["worker_pid"] = os.getpid()
-    if store is not None and result.get("ok"):
+    result = result.placed(ray.get_runtime_context().get_node_id(), os.getpid())
+    if store is not None and result.ok:
         result, mine = store.put_once(spec, result)
         if not mine:
-            result = {**result, "reused": True}
-    return result
+            result = replace(result, reused=True)
+    return result.to_dict()
 
 
 @ray.remote

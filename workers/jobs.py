@@ -1,9 +1,10 @@
 """Jobs on Ray: one named driver actor per job (``mlac-job-<id>``, visible in the dashboard).
 
-Kinds: ``censor`` (MLAC on a base checkpoint), ``audit`` (an :class:`~mlac.audit.protocol.AuditRequest`),
-``censor_then_audit`` (censor, then audit the censored model against the baselines). The driver
-coordinates only (``num_cpus=0``): censoring runs in a restartable :mod:`censor actor
-<workers.censor_actor>`, trials run as Ray tasks through :class:`~workers.executor.RayTrialExecutor`.
+Kinds (:data:`mlac.jobs.JOB_KINDS`): ``defend`` (a registered defense on a base checkpoint), ``audit`` (an
+:class:`~mlac.audit.protocol.AuditRequest`), ``defend_then_audit`` (defend, then audit the defended model against
+the baselines); ``censor`` / ``censor_then_audit`` are the same with the MLAC defense. The driver is a shell over
+:func:`mlac.jobs.run_job` and coordinates only (``num_cpus=0``): the defense runs in a restartable :mod:`censor
+actor <workers.censor_actor>`, trials run as Ray tasks through :class:`~workers.executor.RayTrialExecutor`.
 Progress is kept in the actor and polled by :class:`JobRunner`, which forwards it to a sink (the
 service's job store, or the CLI's progress bar). A crashed driver is restarted by Ray and resumes:
 the censor state and the Optuna journal live in the job's output folder.
@@ -23,20 +24,20 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from mlac.audit.protocol import AuditRequest
-from mlac.audit.runner import run_audit
-from mlac.errors import ConfigError, MlacError, StoppedError
+from mlac.contracts import JobOutcome
+from mlac.defenses import DefenseCall
 from mlac.job_failure import JobFailure, failure_of, strip_paths
+from mlac.jobs import JOB_KINDS, JobSpec, canonical_kind, check_plain, failed_outcome, run_job
 from workers.censor_actor import censor_actor_class
 from workers.executor import RayTrialExecutor
 from workers.metrics import audit_metrics
-from workers.progress import CANCELLED, FAILED, SUCCEEDED, CallbackSink, EventLog, ProgressSink
+from workers.progress import CallbackSink, EventLog, ProgressSink
 from workers.resources import censor_options
 from workers.settings import RaySettings
 
 __all__ = ["KINDS", "CallbackSink", "JobDriver", "JobRunner", "ProgressSink", "actor_name"]
 
-KINDS = ("censor", "audit", "censor_then_audit")
+KINDS = JOB_KINDS
 NAMESPACE = "mlac-audit"
 #: Ray colours the remote traceback for terminals.
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
@@ -59,26 +60,20 @@ def job_failure(exc: BaseException, roots: tuple[str | Path, ...] = ()) -> JobFa
 
 
 def check_spec(kind: str, spec: dict[str, Any]) -> None:
-    """ConfigError unless ``spec`` has what ``kind`` needs (see :class:`JobDriver`)."""
-    if kind not in KINDS:
-        raise ConfigError(f"unknown job kind {kind!r}; choose from {', '.join(KINDS)}")
-    needed = {"censor": ("base", "dataset"), "audit": ("request",), "censor_then_audit": ("base", "dataset", "request")}[kind]
-    missing = [k for k in needed if k not in spec]
-    if missing:
-        raise ConfigError(f"a {kind} job spec needs {', '.join(needed)}; missing {', '.join(missing)}")
+    """ConfigError unless ``kind`` is known and ``spec`` has what it needs (see :class:`JobDriver`); the spec is
+    validated when the job runs (:meth:`mlac.jobs.JobSpec.from_dict`), so a bad one ends the job FAILED."""
+    canonical_kind(kind)
+    check_plain(kind, spec)
 
 
 class JobDriver:
-    """Runs one job; plain logic, made remote (a named, detached, restartable actor) by :class:`JobRunner`.
+    """Runs one job through :func:`mlac.jobs.run_job`; plain logic, made remote (a named, detached, restartable
+    actor) by :class:`JobRunner`.
 
-    ``spec`` by kind (plain JSON data):
-
-    - ``audit``: ``{"request": AuditRequest.to_dict()}``
-    - ``censor``: ``{"base": checkpoint dir, "dataset": saved dataset, "censor_config": MLACConfig fields,
-      "split_seed": int (default 0)}``
-    - ``censor_then_audit``: both; the censored model is added to the request's models.
-    - optional ``optuna_storage``: the Optuna storage URL of the audit's studies (the service passes its
-      PostgreSQL ``DATABASE_URL``); default ``audit/optuna.db``.
+    ``spec``: :meth:`mlac.jobs.JobSpec.to_dict` (plain JSON data): ``dataset``, ``base`` (the checkpoint a defense
+    starts from), ``split_seed``, ``defense`` (``{"name", "config"}``; older specs: ``censor_config``, MLAC
+    fields), ``request`` (``AuditRequest.to_dict()``), optional ``optuna_storage`` (the Optuna storage URL of the
+    audit's studies; the service passes its PostgreSQL ``DATABASE_URL``; default ``audit/optuna.db``).
 
     Output folder: ``censored/`` (checkpoint and resume state), ``audit/`` (report, Optuna journal),
     ``trials/`` (one JSON per trial, written once).
@@ -123,53 +118,39 @@ class JobDriver:
             audit_metrics()["best_harmful"].set(float(clean["best_harmful_so_far"]), tags={"job": self.job_id})
 
     def run(self) -> dict[str, Any]:
-        """Run the job to its end; returns {state, result_path, error, error_detail} (``error``: a one-line cause,
-        ``error_detail``: the traceback; see :class:`~mlac.job_failure.JobFailure`). Never raises.
+        """Run the job to its end; returns :meth:`JobOutcome.to_dict` (``error``: a one-line cause, ``error_detail``:
+        the traceback; see :class:`~mlac.job_failure.JobFailure`). Never raises.
 
         Idempotent: a second call (a re-attached watcher) waits for the first and returns the same outcome.
         """
         with self._run_lock:
             if self._outcome is None:
-                self._outcome = self._run_once()
+                self._outcome = self._run_once().to_dict()
             return dict(self._outcome)
 
-    def _run_once(self) -> dict[str, Any]:
+    def _describe(self, exc: BaseException) -> JobFailure:
+        return job_failure(exc, roots=(self.settings.data_dir, self.out_dir.parent.parent))
+
+    def _run_once(self) -> JobOutcome:
         try:
-            result_path = self._run()
-            return {"state": SUCCEEDED, "result_path": result_path, "error": None, "error_detail": None}
-        except StoppedError as exc:
-            return {"state": CANCELLED, "result_path": None, **JobFailure(str(exc) or "cancelled").to_dict()}
-        except Exception as exc:  # MlacError: its type, code and message; anything else: its last line
-            failure = job_failure(exc, roots=(self.settings.data_dir, self.out_dir.parent.parent))
-            if self._stop.is_set() and not isinstance(exc, MlacError):  # what a stop interrupted, not a user error
-                return {"state": CANCELLED, "result_path": None, **JobFailure("cancelled", failure.detail).to_dict()}
-            return {"state": FAILED, "result_path": None, **failure.to_dict()}
+            spec = JobSpec.from_dict(self.spec, kind=self.kind)
+        except Exception as exc:  # a spec that does not parse ends the job FAILED, like any error
+            return failed_outcome(exc, stopped=self._stop.is_set(), describe=self._describe)
+        if spec.request is not None:
+            self.executor = RayTrialExecutor.from_settings(self.settings, job_id=self.job_id,
+                                                           should_stop=self._stop.is_set,
+                                                           results_dir=str(self.out_dir / "trials"))
+        return run_job(spec, self.out_dir, progress=self._emit, should_stop=self._stop.is_set, executor=self.executor,
+                       defend=self._defend_in_actor,
+                       study_namespace=self.job_id,  # identical jobs sharing the storage keep their own studies
+                       describe_failure=self._describe)
 
-    def _run(self) -> str:
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        censored: str | None = None
-        if self.kind in ("censor", "censor_then_audit"):
-            censored = self._run_censor()
-            if self.kind == "censor":
-                return censored
-        request = AuditRequest.from_dict(dict(self.spec["request"]))
-        if censored is not None:
-            request = request.replace(models=(*request.models, censored))
-        self.executor = RayTrialExecutor.from_settings(self.settings, job_id=self.job_id, should_stop=self._stop.is_set,
-                                                       results_dir=str(self.out_dir / "trials"))
-        audit_dir = self.out_dir / "audit"
-        run_audit(request, audit_dir, progress=self._emit, should_stop=self._stop.is_set, executor=self.executor,
-                  storage_url=self.spec.get("optuna_storage"),  # None: audit/optuna.db
-                  study_namespace=self.job_id)  # identical jobs sharing the storage keep their own studies
-        return str(audit_dir)
-
-    def _run_censor(self) -> str:
-        self._emit({"stage": "censor"})
-        out = self.out_dir / "censored"
+    def _defend_in_actor(self, call: DefenseCall) -> str:
+        """Run the defense in a restartable censor actor (it resumes after a crash); forward its progress."""
         actor_cls = censor_actor_class(self.settings.actor_max_restarts)
         self._censor = actor_cls.options(**censor_options(self.settings)).remote(
-            self.spec["base"], self.spec["dataset"], str(out), dict(self.spec.get("censor_config", {})),
-            split_seed=int(self.spec.get("split_seed", 0)), num_cpus=self.settings.censor_cpus,
+            call.base, call.dataset, call.out_dir, call.defense.to_dict()["config"], split_seed=call.split_seed,
+            num_cpus=self.settings.censor_cpus, defense=call.defense.name,
         )
         if self._stop.is_set():
             self._censor.stop.remote()
@@ -181,7 +162,7 @@ class JobDriver:
                 record = ray.get(self._censor.progress.remote(), timeout=10)
                 if record.get("step") != last_step:
                     last_step = record.get("step")
-                    self._emit({**record, "stage": "censor"})
+                    self._emit({**record, "stage": "censor", "defense": call.defense.name})
             if done:
                 break
         try:
@@ -258,25 +239,24 @@ class JobRunner:
         try:
             ref = driver.run.remote()
             cursor: dict[str, Any] = {}
-            outcome: dict[str, Any] | None = None
+            outcome: JobOutcome | None = None
             while outcome is None:
                 done, _ = ray.wait([ref], timeout=self.poll_s)
                 with contextlib.suppress(ray.exceptions.RayError):  # the driver may be restarting
                     self._forward(job_id, driver, sink, cursor)
                 if done:
                     try:
-                        outcome = ray.get(ref)
+                        outcome = JobOutcome.from_dict(ray.get(ref))
                     except ray.exceptions.RayError as exc:
                         died = job_failure(exc)
-                        outcome = {"state": FAILED, "result_path": None,
-                                   **JobFailure(f"the job driver died: {died.cause}", died.detail).to_dict()}
+                        outcome = JobOutcome("FAILED", failure=JobFailure(f"the job driver died: {died.cause}", died.detail))
         except Exception as exc:
-            outcome = {"state": FAILED, "result_path": None, **job_failure(exc).to_dict()}
+            outcome = JobOutcome("FAILED", failure=job_failure(exc))
         except SystemExit:  # Ray is shutting down in this process: the detached driver goes on
             return
         self._reported.add(job_id)
         try:
-            sink.finished(job_id, outcome["state"], outcome.get("result_path"), JobFailure.from_outcome(outcome))
+            sink.finished(job_id, outcome)
         finally:
             with contextlib.suppress(Exception):
                 ray.kill(driver, no_restart=True)

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from mlac.contracts import JobOutcome
 from mlac.job_failure import JobFailure
 
 #: Job end states reported to :meth:`ProgressSink.finished`.
@@ -26,13 +27,14 @@ class ProgressSink(Protocol):
     def event(self, job_id: str, event: dict[str, Any]) -> None:
         """A progress event (stage, trials done/total, best so far, ...)."""
 
-    def finished(self, job_id: str, state: str, result_path: str | None, failure: JobFailure | None) -> None:
-        """The job ended: SUCCEEDED (with where the result is), FAILED (with a one-line cause and the traceback)
-        or CANCELLED."""
+    def finished(self, job_id: str, outcome: JobOutcome) -> None:
+        """The job ended: SUCCEEDED (with where the result is and the audit's verdict), FAILED (with a one-line
+        cause and the traceback) or CANCELLED."""
 
 
 class CallbackSink:
-    """A sink from two callables (the CLI's progress bar)."""
+    """A sink from two callables (the CLI's progress bar); ``on_finished`` gets the outcome's parts
+    ``(job_id, state, result_path, failure)``."""
 
     def __init__(self, on_event: Callable[[str, dict[str, Any]], None],
                  on_finished: Callable[[str, str, str | None, JobFailure | None], None]) -> None:
@@ -42,9 +44,9 @@ class CallbackSink:
         """Forward a progress event."""
         self.on_event(job_id, event)
 
-    def finished(self, job_id: str, state: str, result_path: str | None, failure: JobFailure | None) -> None:
+    def finished(self, job_id: str, outcome: JobOutcome) -> None:
         """Forward the end of the job."""
-        self.on_finished(job_id, state, result_path, failure)
+        self.on_finished(job_id, outcome.state, outcome.result_path, outcome.failure)
 
 
 def plain_event(event: dict[str, Any], now: float | None = None) -> dict[str, Any]:

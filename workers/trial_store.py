@@ -20,6 +20,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from mlac.contracts import TrialResult, study_label
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=-]+")
 
 
@@ -29,12 +31,13 @@ def spec_hash(spec: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def study_label(spec: dict[str, Any]) -> str:
-    """A file-system-safe name of the spec's study (model, task, n, seed)."""
+def study_folder(spec: dict[str, Any]) -> str:
+    """The folder of the spec's study: :meth:`~mlac.contracts.StudyKey.label` of its tag with ``__`` for ``:``,
+    made file-system safe (``base__harmful__n20__s0``; the folder names of existing job folders)."""
     tag = spec.get("tag") or {}
-    parts = [str(tag.get("model", "model")), str(tag.get("task", spec.get("task"))), f"n{tag.get('n', spec.get('n'))}",
-             f"s{tag.get('seed', '')}"]
-    return _UNSAFE.sub("_", "__".join(parts))[:120]
+    label = study_label(tag.get("model", "model"), tag.get("task", spec.get("task")), tag.get("n", spec.get("n")),
+                        tag.get("seed", ""), sep="__")
+    return _UNSAFE.sub("_", label)[:120]
 
 
 class TrialResultStore:
@@ -45,24 +48,25 @@ class TrialResultStore:
 
     def path(self, spec: dict[str, Any]) -> Path:
         """Where the result of ``spec`` is (or will be) stored."""
-        return self.root / study_label(spec) / f"{int(spec.get('trial_seed', 0))}-{spec_hash(spec)}.json"
+        return self.root / study_folder(spec) / f"{int(spec.get('trial_seed', 0))}-{spec_hash(spec)}.json"
 
-    def get(self, spec: dict[str, Any]) -> dict[str, Any] | None:
+    def get(self, spec: dict[str, Any]) -> TrialResult | None:
         """The stored result of ``spec``, or None."""
         path = self.path(spec)
         try:
-            return dict(json.loads(path.read_text(encoding="utf-8")))
+            return TrialResult.from_dict(json.loads(path.read_text(encoding="utf-8")))
         except FileNotFoundError:
             return None
 
-    def put_once(self, spec: dict[str, Any], result: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-        """Store ``result`` unless a result for ``spec`` exists; return (the stored result, whether it was ours)."""
+    def put_once(self, spec: dict[str, Any], result: TrialResult) -> tuple[TrialResult, bool]:
+        """Store ``result`` (its plain :meth:`~mlac.contracts.TrialResult.to_dict`, as the file keeps it) unless a
+        result for ``spec`` exists; return (the stored result, whether it was ours)."""
         path = self.path(spec)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(result, fh, sort_keys=True, default=str)
+                json.dump(result.to_dict(), fh, sort_keys=True, default=str)
             try:
                 os.link(tmp, path)
             except FileExistsError:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlac.audit.search import SearchConfig, SearchSpace
+from mlac.audit.space import SearchConfig, SearchSpace
 from mlac.censor import MLACConfig
 
 SCALES = ("ci", "cpu", "gpu")

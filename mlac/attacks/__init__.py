@@ -1,37 +1,70 @@
-"""Attacks: what an adversary does to a released model to get the harmful task back (PROTOCOL.md, "The audit")."""
+"""Attacks: what an adversary does to a released model to get the harmful task back (PROTOCOL.md, "The audit").
+
+Attack kinds are plug-ins (:mod:`mlac.attacks.registry`): the built-ins (``probe``, ``full``, ``lora``,
+``reinit``) register themselves when this package is imported; one training loop
+(:mod:`mlac.attacks.loop`) trains whatever a kind says is trainable.
+"""
 
 from mlac.attacks.engine import (
-    KINDS,
-    OPTIMIZERS,
-    SCHEDULES,
-    TASKS,
     AttackData,
-    AttackParams,
     ReportHook,
     TrialOutcome,
-    labels_of,
-    lora_trunk,
-    lr_factor,
-    majority_rate,
     make_optimizer,
     run_attack_trial,
     trunk_flop_params,
 )
+from mlac.attacks.full import FullFineTune
+from mlac.attacks.loop import train_loop
+from mlac.attacks.lora import LoRAAttack, lora_trunk
+from mlac.attacks.optim import OptimizerConfig, OptimizerState
+from mlac.attacks.params import (
+    KINDS,
+    OPTIMIZERS,
+    SCHEDULES,
+    TASKS,
+    AttackParams,
+    labels_of,
+    lr_factor,
+    majority_rate,
+)
+from mlac.attacks.probe import ProbeAttack
+from mlac.attacks.registry import (
+    Attack,
+    AttackSetup,
+    attack_kinds,
+    get_attack,
+    register_attack,
+    unregister_attack,
+)
+from mlac.attacks.reinit import ReinitAttack
 
 __all__ = [
     "KINDS",
     "OPTIMIZERS",
     "SCHEDULES",
     "TASKS",
+    "Attack",
     "AttackData",
     "AttackParams",
+    "AttackSetup",
+    "FullFineTune",
+    "LoRAAttack",
+    "OptimizerConfig",
+    "OptimizerState",
+    "ProbeAttack",
+    "ReinitAttack",
     "ReportHook",
     "TrialOutcome",
+    "attack_kinds",
+    "get_attack",
     "labels_of",
     "lora_trunk",
     "lr_factor",
     "majority_rate",
     "make_optimizer",
+    "register_attack",
     "run_attack_trial",
+    "train_loop",
     "trunk_flop_params",
+    "unregister_attack",
 ]

@@ -3,10 +3,11 @@
 - ``base``: the pre-trained model as given (``tiny`` builds a small one: a tiny BERT trained briefly on
   both labels of the train split, so that its features carry the harmful information);
 - ``random``: the same architecture with every weight re-initialised;
-- ``beneficial_tuned``: the base fine-tuned on the beneficial task only;
+- ``beneficial_tuned``: the base fine-tuned on the beneficial task only (the ``beneficial_only`` defense's
+  training, :func:`mlac.defenses.beneficial_only.train_beneficial_only`);
 - ``ac``: adversarial censoring, MLAC with K = 0 and a learned adversary head (no simulated fine-tuning;
   the defender maximises the bounded negative CE of a head the adversary keeps training,
-  :func:`mlac.censor.config.ac_config`), through :func:`mlac.censor.train.train_mlac`.
+  :func:`mlac.censor.config.ac_config`): the ``ac`` defense's training, :func:`mlac.defenses.adversarial.train_ac`.
 
 Each is saved under ``<out>/baselines/<name>/`` with a ``recipe.json``; a later run with the same
 recipe (base sha256, train-split fingerprint, settings) reuses it instead of training again.
@@ -21,14 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from datasets import Dataset
-from torch import nn
 
 from mlac.audit.protocol import TINY_BASE, AuditRequest, BaselineConfig
-from mlac.censor.config import MLACConfig, ac_config
-from mlac.censor.train import train_mlac
 from mlac.data.encoded import encode_split
+from mlac.defenses.adversarial import ACConfig, train_ac
+from mlac.defenses.beneficial_only import BeneficialOnlyConfig, train_beneficial_only
 from mlac.device import resolve_device
 from mlac.errors import CheckpointError
 from mlac.models import (
@@ -74,25 +73,11 @@ def load_base(path: str, task: TaskSpec, device: torch.device) -> LoadedModel:
 
 def train_beneficial(model: EncoderClassifier, tokenizer: Any, train: Dataset, task: TaskSpec, cfg: BaselineConfig,
                      max_length: int, device: torch.device) -> EncoderClassifier:
-    """Fine-tune trunk + beneficial head on the beneficial labels only (Adam, batch 32, clip 1)."""
-    data = encode_split(train, tokenizer, task, max_length)
-    model = copy.deepcopy(model).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.beneficial_lr)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    model.train()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        for _ in range(cfg.beneficial_steps):
-            rows = torch.randint(0, len(data), (32,), generator=gen).tolist()
-            batch = data.batch(rows, device)
-            assert batch.beneficial is not None
-            loss = F.cross_entropy(model.beneficial_head(model(**batch.inputs)), batch.beneficial)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-    model.eval()
-    return model
+    """Fine-tune trunk + beneficial head on the beneficial labels only (Adam, batch 32, clip 1): the
+    ``beneficial_only`` defense with the baseline's steps, learning rate and seed."""
+    config = BeneficialOnlyConfig(steps=cfg.beneficial_steps, lr=cfg.beneficial_lr, batch_size=32,
+                                  max_length=max_length, seed=cfg.seed, device=str(device))
+    return train_beneficial_only(model, tokenizer, train, task, config, device)
 
 
 def build_baselines(
@@ -158,10 +143,7 @@ def _build(name: str, base: LoadedModel, train: Dataset, task: TaskSpec, cfg: Ba
         return random_reinit(base.model, cfg.seed + 1)
     if name == "beneficial_tuned":
         return train_beneficial(base.model, base.tokenizer, train, task, cfg, request.max_length, device)
-    config = ac_config(MLACConfig(
-        outer_steps=cfg.ac_steps, outer_lr=cfg.ac_lr, val_every=max(1, cfg.ac_steps // 2),
-        checkpoint_every=cfg.ac_steps, max_length=request.max_length, seed=cfg.seed, device=str(device),
-    ))
-    train_mlac(copy.deepcopy(base.model), base.tokenizer, train, task, config, out_dir=path, resume=False,
-               parent_sha256=base.sha256, beneficial_names=task.beneficial_names)
+    config = ACConfig(steps=cfg.ac_steps, lr=cfg.ac_lr, max_length=request.max_length, seed=cfg.seed, device=str(device))
+    train_ac(copy.deepcopy(base.model), base.tokenizer, train, task, config, out_dir=path, resume=False,
+             parent_sha256=base.sha256)
     return None

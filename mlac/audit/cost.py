@@ -1,9 +1,10 @@
 """What a job will cost before it runs: upper bounds on its fine-tuning runs and optimizer steps.
 
-Pure arithmetic on an :class:`~mlac.audit.protocol.AuditRequest` (and a censor run's
-:class:`~mlac.censor.config.MLACConfig`), so the service can refuse or price a job at submission.
+Pure arithmetic on an :class:`~mlac.audit.protocol.AuditRequest` (and a defense run's config: a censor run's
+:class:`~mlac.censor.config.MLACConfig`, or any :class:`~mlac.defenses.DefenseSpec`), so the service can refuse or
+price a job at submission.
 
-How the bound follows from :class:`~mlac.audit.search.StudyDriver` (one study per model x task x size x
+How the bound follows from :class:`~mlac.audit.study.StudyDriver` (one study per model x task x size x
 seed, baselines included):
 
 * the search phase runs at most ``max_trials`` trials: the budget counts every finished trial (complete,
@@ -20,11 +21,14 @@ So a study runs at most ``max_trials + reruns`` trial runs, exactly that when pa
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlac.audit.protocol import TINY_BASE, AuditRequest, model_labels
-from mlac.audit.search import SearchSpace
+from mlac.audit.space import SearchSpace
 from mlac.censor.config import MLACConfig
+
+if TYPE_CHECKING:
+    from mlac.defenses import DefenseSpec
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,7 @@ class AuditCost:
 
 @dataclass(frozen=True)
 class CensorCost:
-    """The work of one MLAC censoring run."""
+    """The work of one defense run (MLAC's censoring run; K = 0 for a defense without simulated fine-tuning)."""
 
     outer_steps: int
     inner_steps: int  #: simulated fine-tuning steps per outer step (K)
@@ -84,7 +88,7 @@ def baseline_steps(request: AuditRequest) -> int:
 
 def audit_cost(request: AuditRequest, *, extra_models: int = 0) -> AuditCost:
     """Upper bounds of ``request`` (see the module docstring). ``extra_models``: models added when the job
-    runs (a ``censor_then_audit`` job audits the censored model too)."""
+    runs (a ``defend_then_audit`` job audits the defended model too)."""
     models = len(model_labels(request)) + extra_models
     studies = models * len(request.tasks) * len(request.sizes) * len(request.seeds)
     search, reruns = studies * request.search.max_trials, studies * request.search.reruns
@@ -97,6 +101,12 @@ def censor_cost(config: MLACConfig) -> CensorCost:
     """The outer and simulated inner steps of one censoring run."""
     return CensorCost(outer_steps=config.outer_steps, inner_steps=config.inner_steps,
                       inner_updates=config.outer_steps * config.inner_steps)
+
+
+def defense_cost(defense: DefenseSpec) -> CensorCost:
+    """The defender steps and simulated inner steps of one defense run (:meth:`Defense.training_steps`)."""
+    outer, inner = defense.steps()
+    return CensorCost(outer_steps=outer, inner_steps=inner, inner_updates=outer * inner)
 
 
 def job_cost(audit: AuditCost | None, censor: CensorCost | None) -> JobCost:

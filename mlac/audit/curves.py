@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from mlac.audit.stats import bootstrap_ci, t_interval
+from mlac.contracts import study_label
 from mlac.errors import DataError
 
 _NUMBER = (int, float)
@@ -70,7 +71,7 @@ class SeedPoint:
         d = _check_record(cls, data, {"model": (str,), "task": (str,), "n": (int,), "seed": (int,),
                                       "report_accuracy": _NUMBER, "selection_accuracy": _NUMBER})
         if not math.isfinite(float(d["report_accuracy"])):
-            raise DataError(f"SeedPoint {d['model']}/{d['task']}/n={d['n']}/seed={d['seed']}: report accuracy "
+            raise DataError(f"SeedPoint {study_label(d['model'], d['task'], d['n'], d['seed'])}: report accuracy "
                             f"is {d['report_accuracy']!r}; every search must end with a finite accuracy")
         return cls(**d)
 

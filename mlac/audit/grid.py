@@ -1,8 +1,8 @@
 """The fixed reference attacker: the grid every searched attacker must match (PROTOCOL.md, "What makes a
 verdict trustworthy").
 
-:func:`run_grid` runs :func:`~mlac.audit.search.reference_grid` for one (model, task, n, seed) through any
-:class:`~mlac.audit.search.TrialExecutor`, chooses the configuration with the best selection accuracy and
+:func:`run_grid` runs :func:`~mlac.audit.space.reference_grid` for one (model, task, n, seed) through any
+:class:`~mlac.audit.scheduling.TrialExecutor`, chooses the configuration with the best selection accuracy and
 reports its report-split accuracy the way a search reports its point: the mean over ``reruns`` runs of the
 chosen configuration with the search's rerun seeds (the chosen run's own score is kept too; it is
 optimistic, being the best of the grid on a selection split that correlates with the report split). Grid
@@ -15,8 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from mlac.attacks import AttackParams
-from mlac.audit.search import SearchError, SearchSpace, StudyKey, TrialExecutor, derived_seed, reference_grid
+from mlac.audit.scheduling import TrialExecutor
+from mlac.audit.space import SearchSpace, derived_seed, reference_grid
+from mlac.audit.study import SearchError
 from mlac.audit.trial import TrialSpec
+from mlac.contracts import StudyKey
 
 
 @dataclass(frozen=True)
@@ -48,13 +51,13 @@ def run_grid(key: StudyKey, base_spec: TrialSpec, space: SearchSpace, executor: 
     results = executor.map([s.to_dict() for s in specs])
     done = [(i, r) for i, r in enumerate(results) if r.get("ok")]
     if not done:
-        raise SearchError(f"every grid run of {key} failed; first error:\n{results[0].get('error') if results else ''}")
+        raise SearchError(f"every grid run of {key.label()} failed; first error:\n{results[0].get('error') if results else ''}")
     i, best = max(done, key=lambda ir: (float(ir[1]["best_selection_accuracy"]), -ir[0]))
     again = executor.map([replace(specs[i], trial_seed=derived_seed("rerun", key.seed, key.task, key.n, r)).to_dict()
                           for r in range(reruns)])
     failed = [r for r in again if not r.get("ok")]
     if failed:
-        raise SearchError(f"a rerun of the grid's choice for {key} failed:\n{failed[0].get('error')}")
+        raise SearchError(f"a rerun of the grid's choice for {key.label()} failed:\n{failed[0].get('error')}")
     accs = [float(r["report_accuracy"]) for r in again]
     return GridResult(key=key, params=AttackParams.from_dict(specs[i].params),
                       selection_accuracy=float(best["best_selection_accuracy"]), report_accuracy=sum(accs) / len(accs),

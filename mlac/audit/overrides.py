@@ -15,7 +15,7 @@ from mlac.audit.protocol import AuditRequest
 from mlac.audit.verdict import VerdictPolicy
 from mlac.errors import ConfigError
 
-#: Overrides of the search budget (:class:`~mlac.audit.search.SearchConfig` fields).
+#: Overrides of the search budget (:class:`~mlac.audit.space.SearchConfig` fields).
 SEARCH_FIELDS = ("max_trials", "patience", "reruns")
 #: Overrides of request fields that are set as they are.
 REQUEST_FIELDS = ("sizes", "seeds", "tasks", "selection_max", "report_max", "max_length", "split_seed")

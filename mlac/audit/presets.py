@@ -1,7 +1,7 @@
 """Named audit presets: ``smoke`` (tests), ``quick`` (a CPU demo in minutes), ``paper`` (PROTOCOL.md's
 reference protocol) and ``strong`` (the attacker a safety claim needs).
 
-Every preset but ``smoke`` starts each search with the reference grid (:func:`~mlac.audit.search.reference_grid`,
+Every preset but ``smoke`` starts each search with the reference grid (:func:`~mlac.audit.space.reference_grid`,
 restricted to the preset's space), so its attacker is never weaker on the selection split than that grid.
 ``quick`` caps trials at 40 steps: it matches the grid truncated there, not the 1000-step grid, and its
 result says so in ``provenance.caveats``. ``strong`` and ``paper`` search without pruning (defended
@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from mlac.audit.protocol import AuditRequest, BaselineConfig
-from mlac.audit.search import SearchConfig, SearchSpace
+from mlac.audit.space import SearchConfig, SearchSpace
 from mlac.audit.verdict import VerdictPolicy
 from mlac.errors import ConfigError
 

@@ -3,7 +3,7 @@
 An :class:`AuditRequest` is plain frozen data (every layer converts its own input into one): the
 models under audit (checkpoint directories), the baselines to build from a base model, the dataset,
 tasks, data sizes, seeds, the attacker's search space and the search budget. :func:`expand` turns it
-into one :class:`~mlac.audit.search.StudyKey` per (model, task, n, seed).
+into one :class:`~mlac.contracts.StudyKey` per (model, task, n, seed).
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from mlac.attacks import TASKS
-from mlac.audit.search import SearchConfig, SearchSpace, StudyKey
+from mlac.audit.space import SearchConfig, SearchSpace
 from mlac.audit.verdict import VerdictPolicy
+from mlac.contracts import StudyKey
 from mlac.errors import ConfigError, DataError
 from mlac.models import validate_checkpoint_dir
 

@@ -1,13 +1,13 @@
 """The audit card (one self-contained HTML file), and :func:`write_report` / :func:`rerender`.
 
-The card has the verdict (what its status means) and its reasons grouped by check, the figures (embedded
-as base64 ``data:`` URIs: no external asset, no script), the curves (the t-interval the verdict uses,
-"insufficient" for one seed, the bootstrap for comparison, the chance rate, attack-failed cells), per-seed
-values and best hyperparameters, the paired differences and derived metrics (data-cost interval where
-present), the attack-budget summary, provenance, caveats and the full request. Results of schema 1.0 (no
-chance rate, zero-width intervals for one seed) render too. Every string
-that comes from the user or the data (model labels, paths, request values) goes through
-:func:`html.escape`.
+The card opens with a summary paragraph (:mod:`mlac.audit.summary`), then the verdict (what its status
+means) and its reasons grouped by check, the figures (embedded as base64 ``data:`` URIs: no external asset,
+no script), the curves (the t-interval the verdict uses, "insufficient" for one seed, the bootstrap for
+comparison, the chance rate, attack-failed cells), per-seed values and best hyperparameters, the paired
+differences and derived metrics (data-cost interval where present), the attack-budget summary, provenance
+(file names, never where they lie on the machine), caveats and the full request. Results of schema 1.0 (no
+chance rate, zero-width intervals for one seed) render too. Every string that comes from the user or the
+data (model labels, paths, request values) goes through :func:`html.escape`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 
 from mlac.audit.figures import plot_attack_budget, plot_curves
 from mlac.audit.result_schema import AuditResult
+from mlac.audit.summary import summary_paragraph
 from mlac.errors import DataError
 
 RESULT_FILE = "result.json"
@@ -281,8 +282,11 @@ def _provenance_section(result: AuditResult) -> str:
         for label, info in checkpoints.items():
             info = info if isinstance(info, dict) else {"sha256": info}
             rows.append([escape(str(label)), f"<code>{escape(str(info.get('sha256', '')))}</code>",
-                         f"<code>{escape(str(info.get('path', '')))}</code>"])
-        out.append("<h3>Checkpoints</h3>" + _table(["model", "sha256", "path"], rows, "checkpoints"))
+                         f"<code>{escape(Path(str(info.get('path', ''))).name)}</code>"])
+        out.append("<h3>Checkpoints</h3>" + _table(["model", "sha256", "folder"], rows, "checkpoints"))
+    dataset = prov.get("dataset")
+    if isinstance(dataset, dict) and dataset.get("path"):  # the file's name, not where it lies on this machine
+        prov["dataset"] = {**dataset, "path": Path(str(dataset["path"])).name}
     out.append("<h3>Data, seeds, versions</h3>" + _kv(prov))
     return "".join(out)
 
@@ -299,6 +303,7 @@ def render_audit_card(result: AuditResult, figures: dict[str, Path], out_path: s
 <html lang="en"><head><meta charset="utf-8"><title>mlac-audit card: {escape(status)}</title>
 <style>{STYLE}</style></head><body>
 <h1>Robustness audit card</h1>
+<p id="summary">{escape(summary_paragraph(result))}</p>
 <p>Models: {escape(", ".join(result.models))}{f" · audit <code>{escape(str(audit_id))}</code>" if audit_id else ""}
  · schema {escape(result.schema_version)} · timings: {timings}</p>
 <h2>Verdict</h2>{_verdict_section(result)}

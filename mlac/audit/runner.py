@@ -12,31 +12,26 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from mlac.audit.baselines import build_baselines
 from mlac.audit.protocol import AuditRequest, audit_id, expand, model_labels, plan_counts
-from mlac.audit.search import (
-    InProcessExecutor,
-    StudyDriver,
-    StudyKey,
-    StudyResult,
-    TrialExecutor,
-    default_storage_url,
-    derived_seed,
-    open_storage,
-    reference_grid,
-    run_studies_lockstep,
-)
+from mlac.audit.result_schema import AuditResult
+from mlac.audit.scheduling import InProcessExecutor, TrialExecutor, run_studies_lockstep
+from mlac.audit.space import derived_seed, reference_grid
+from mlac.audit.storage import default_storage_url, open_storage
+from mlac.audit.study import OnTrial, StudyDriver, StudyResult
 from mlac.audit.trial import TrialSpec
+from mlac.contracts import ProgressEvent, StudyKey
 from mlac.data import dataset_fingerprint, load_saved_dataset, make_splits
 from mlac.models import validate_checkpoint_dir
 from mlac.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
 
+#: Receives each :class:`~mlac.contracts.ProgressEvent` in its plain form (it crosses processes from here on).
 Progress = Callable[[dict[str, Any]], None]
 ShouldStop = Callable[[], bool]
 STUDIES_FILE = "studies.json"
@@ -64,13 +59,13 @@ def subset_seed(seed: int, n: int) -> int:
 def prepare(request: AuditRequest, out_dir: Path, progress: Progress) -> PreparedAudit:
     """Validate the request against its data and build (or reuse) the baselines."""
     request.validate()
-    progress({"stage": "prepare"})
+    progress(ProgressEvent(stage="prepare").to_dict())
     ds, task = load_saved_dataset(request.dataset)
     for t in request.tasks:
         task.num_labels(t)
     splits = make_splits(ds, request.split_seed)
     request.check_pool(len(splits.attack_pool))
-    progress({"stage": "baselines"})
+    progress(ProgressEvent(stage="baselines").to_dict())
     built = build_baselines(request, splits.train, splits.fingerprints["train"], task, out_dir, progress)
     checkpoints = {label: (path if path is not None else built[label]) for label, path in model_labels(request)}
     shas = {label: validate_checkpoint_dir(path, check_values=False).sha256 for label, path in checkpoints.items()}
@@ -89,7 +84,7 @@ def base_spec(request: AuditRequest, key: StudyKey) -> TrialSpec:
         n=key.n, subset_seed=subset_seed(key.seed, key.n), params={}, trial_seed=0, split_seed=request.split_seed,
         eval_every=request.search.eval_every, max_length=request.max_length, selection_max=request.selection_max,
         report_max=request.report_max, device=request.device,
-        tag={"model": key.model, "task": key.task, "n": key.n, "seed": key.seed},
+        tag=key.tag(),
     )
 
 
@@ -110,7 +105,7 @@ def run_studies(
     """Run every search of the audit (several at once when the executor is parallel), with progress events.
 
     The results do not depend on how many run at once (see :func:`run_studies_lockstep`).
-    ``study_namespace`` goes into every study's name (see :func:`~mlac.audit.search.study_identity`).
+    ``study_namespace`` goes into every study's name (see :func:`~mlac.audit.study.study_identity`).
     """
     request = prepared.request
     storage = open_storage(storage_url)
@@ -119,25 +114,26 @@ def run_studies(
     state = {"trials_done": 0, "studies_done": 0}
     best: dict[int, float] = {}
 
-    def emit(key: StudyKey, index: int, **event: Any) -> None:
-        progress({"stage": "search", "study": index, "studies_done": state["studies_done"], "studies_total": total,
-                  "trials_done": state["trials_done"], "trials_total": counts["max_trials"], "model": key.model,
-                  "task": key.task, "n": key.n, "seed": key.seed, **event})
+    def emit(key: StudyKey, index: int, event: ProgressEvent) -> None:
+        progress(replace(event, stage="search", study=index, studies_done=state["studies_done"], studies_total=total,
+                         trials_done=state["trials_done"], trials_total=counts["max_trials"], model=key.model,
+                         task=key.task, n=key.n, seed=key.seed).to_dict())
 
-    def on_trial(index: int) -> Callable[[dict[str, Any]], None]:
+    def on_trial(index: int) -> OnTrial:
         key = prepared.keys[index]
 
-        def hook(event: dict[str, Any]) -> None:
+        def hook(event: ProgressEvent) -> None:
             state["trials_done"] += 1
-            if event.get("ok") and not event.get("pruned"):
-                best[index] = max(best.get(index, 0.0), float(event["value"]))
-            emit(key, index, best_so_far=best.get(index), **event)
+            if event.ok and not event.pruned and event.value is not None:
+                best[index] = max(best.get(index, 0.0), float(event.value))
+            emit(key, index, replace(event, best_so_far=best.get(index)))
 
         return hook
 
     def on_done(index: int, result: StudyResult) -> None:
         state["studies_done"] += 1
-        emit(result.key, index, point=result.report_accuracy, best_so_far=result.report_accuracy)
+        emit(result.key, index, ProgressEvent(stage="search", point=result.report_accuracy,
+                                              best_so_far=result.report_accuracy))
 
     drivers = [
         StudyDriver(key, base_spec(request, key), request.space, request.search, model_sha=prepared.shas[key.model],
@@ -152,8 +148,7 @@ def run_studies(
 def study_record(result: StudyResult) -> dict[str, Any]:
     """Plain form of one seed's point (what ``studies.json`` holds)."""
     return {
-        "model": result.key.model, "task": result.key.task, "n": result.key.n, "seed": result.key.seed,
-        "report_accuracy": result.report_accuracy, "selection_accuracy": result.selection_accuracy,
+        **result.key.tag(), "report_accuracy": result.report_accuracy, "selection_accuracy": result.selection_accuracy,
         "rerun_accuracies": result.rerun_accuracies, "best_params": result.best_params,
         "trials_run": result.trials_run, "failed_trials": result.failed_trials,
         "attacker_wall_s": result.attacker_wall_s, "attacker_flops": result.attacker_flops,
@@ -191,11 +186,12 @@ def run_audit(
     executor: TrialExecutor | None = None,
     storage_url: str | None = None,
     study_namespace: str | None = None,
-) -> Any:
+) -> AuditResult:
     """Run ``request`` into ``out_dir`` and write the report there; returns the :class:`AuditResult`.
 
-    ``progress`` receives dicts with ``stage`` (prepare, baselines, search, report, done) and, during the
-    search, studies/trials done and total and the best report accuracy of the last finished search.
+    ``progress`` receives each :class:`~mlac.contracts.ProgressEvent` in plain form (:meth:`~ProgressEvent.to_dict`):
+    ``stage`` (prepare, baselines, search, report, done) and, during the search, the study, studies/trials done
+    and total, each finished trial and the best accuracy of the study so far (its point once it finished).
     ``should_stop`` is polled between trials; when it returns True a StoppedError is raised (run the
     same request into the same folder to resume). ``storage_url``: where the Optuna studies live (default:
     ``optuna.db`` in ``out_dir``); ``study_namespace``: set it when several audits share that storage (the
@@ -205,12 +201,12 @@ def run_audit(
     started = time.monotonic()
     prepared, results = execute_audit(request, out_dir, progress=emit, should_stop=should_stop, executor=executor,
                                       storage_url=storage_url, study_namespace=study_namespace)
-    emit({"stage": "report"})
+    emit(ProgressEvent(stage="report").to_dict())
     result = assemble_result(prepared, results, wall_s=time.monotonic() - started)
     from mlac.audit.report_html import write_report
 
     write_report(result, Path(out_dir))
-    emit({"stage": "done", "studies_done": len(results), "studies_total": len(results)})
+    emit(ProgressEvent(stage="done", studies_done=len(results), studies_total=len(results)).to_dict())
     return result
 
 
@@ -254,10 +250,9 @@ def provenance(prepared: PreparedAudit) -> dict[str, Any]:
     }
 
 
-def assemble_result(prepared: PreparedAudit, results: list[StudyResult], *, wall_s: float) -> Any:
+def assemble_result(prepared: PreparedAudit, results: list[StudyResult], *, wall_s: float) -> AuditResult:
     """Seed points -> curves -> :class:`AuditResult` (schema in ``result_schema``)."""
     from mlac.audit.curves import SeedPoint, build_curves
-    from mlac.audit.result_schema import AuditResult
 
     points = [SeedPoint.from_dict(study_record(r)) for r in results]
     return AuditResult(request=prepared.request.to_dict(), curves=build_curves(points), seed_points=points,

@@ -2,7 +2,8 @@
 
 A :class:`TrialSpec` names a checkpoint directory and a saved dataset by path, the split seed, the
 task, n, the subset seed, the attack parameters, the trial seed and (optionally) a pruning rule built
-from the curves of already finished trials. :func:`run_trial` turns it into a plain dict. A
+from the curves of already finished trials. :func:`run_trial` turns it into a
+:class:`~mlac.contracts.TrialResult`. A
 :class:`WorkerContext` memoises what is expensive to rebuild (loaded models, tokenised splits, probe
 features) for the life of one worker process; a Ray actor or an in-process executor owns one.
 """
@@ -21,6 +22,7 @@ import torch
 from mlac.attacks import AttackData, AttackParams, run_attack_trial
 from mlac.audit.features import FeatureCache
 from mlac.checkpoint_id import dir_content_id
+from mlac.contracts import TrialResult
 from mlac.data import Splits, load_saved_dataset, make_splits
 from mlac.data.encoded import EncodedSplit, encode_split
 from mlac.device import resolve_device
@@ -197,10 +199,11 @@ class WorkerContext:
         return AttackData(pool, pool_ids, rows, sel, sel_ids, rep, rep_ids)
 
 
-def run_trial(spec_data: dict[str, Any], context: WorkerContext | None = None) -> dict[str, Any]:
-    """Run one trial; returns ``{"ok": True, **TrialOutcome.to_dict()}`` or ``{"ok": False, "error": tb}``.
+def run_trial(spec_data: dict[str, Any], context: WorkerContext | None = None) -> TrialResult:
+    """Run one trial from its plain spec; an executor sends the result's :meth:`~TrialResult.to_dict` back.
 
-    Never raises for a failure inside the trial: the search records the traceback and goes on.
+    Never raises for a failure inside the trial: the result carries the traceback (or an input error's
+    message, ``user_error``) and the search records it and goes on.
     """
     ctx = context if context is not None else WorkerContext()
     try:
@@ -223,8 +226,8 @@ def run_trial(spec_data: dict[str, Any], context: WorkerContext | None = None) -
             feature_cache=ctx.features if spec.fast_probe else None, model_key=ctx.model_key(loaded),
             device=device, record_ids=spec.record_ids,
         )
-        return {"ok": True, **outcome.to_dict()}
+        return TrialResult.succeeded(outcome)
     except MlacError as exc:
-        return {"ok": False, "error": f"{type(exc).__name__} [{exc.code}]: {exc}", "user_error": True}
+        return TrialResult.failed(f"{type(exc).__name__} [{exc.code}]: {exc}", user_error=True)
     except Exception:  # a failed trial is data for the search, not the end of the audit
-        return {"ok": False, "error": traceback.format_exc(), "user_error": False}
+        return TrialResult.failed(traceback.format_exc(), user_error=False)

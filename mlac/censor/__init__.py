@@ -1,10 +1,28 @@
-"""MLAC censoring on torch.func: config, differentiable inner optimisers, adversarial losses, training loop."""
+"""MLAC censoring on torch.func: config, differentiable inner optimisers, adversarial losses, training loop.
 
-from mlac.censor.config import MLACConfig
-from mlac.censor.losses import bounded_neg_ce_value, remap_loss, solve_remap
-from mlac.censor.outer import OuterTerms, outer_objective
-from mlac.censor.simulated_attack import AttackResult, finetune_attack, simulated_attack
-from mlac.censor.train import CensorResult, MLACTrainer, train_mlac
+The names below are loaded on first use (PEP 562), so that ``import mlac.censor.config`` (what the CLI's
+parser needs for its defaults) does not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlac.censor.config import MLACConfig
+    from mlac.censor.losses import bounded_neg_ce_value, remap_loss, solve_remap
+    from mlac.censor.outer import OuterTerms, outer_objective
+    from mlac.censor.simulated_attack import AttackResult, finetune_attack, simulated_attack
+    from mlac.censor.train import CensorResult, MLACTrainer, train_mlac
+
+_WHERE = {
+    "MLACConfig": "config",
+    "bounded_neg_ce_value": "losses", "remap_loss": "losses", "solve_remap": "losses",
+    "OuterTerms": "outer", "outer_objective": "outer",
+    "AttackResult": "simulated_attack", "finetune_attack": "simulated_attack", "simulated_attack": "simulated_attack",
+    "CensorResult": "train", "MLACTrainer": "train", "train_mlac": "train",
+}
 
 __all__ = [
     "AttackResult",
@@ -20,3 +38,9 @@ __all__ = [
     "solve_remap",
     "train_mlac",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"mlac.censor.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'mlac.censor' has no attribute {name!r}")

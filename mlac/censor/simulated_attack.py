@@ -1,8 +1,9 @@
 """Attacks used to check what MLAC did: the attack MLAC simulates, a linear probe, full fine-tuning.
 
-All three are one routine: a fresh harmful head on top of a copy of the model's weights, trained for a
-number of steps on labelled rows with the same functional optimiser as MLAC's inner loop (no graph kept
-between steps), then scored by accuracy on held-out rows. ``freeze_trunk`` gives the linear probe.
+All three are one routine: a fresh harmful head on top of copies of the model's weights, trained for a
+number of steps on labelled rows by the audit's training loop (:func:`mlac.attacks.loop.train_loop`, the
+same one every audit trial uses) with MLAC's inner update rule (Adam with MLAC's epsilon, or plain SGD),
+then scored by accuracy on held-out rows. ``freeze_trunk`` gives the linear probe.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from mlac.attacks.loop import train_loop
+from mlac.attacks.optim import OptimizerConfig
 from mlac.censor.config import MLACConfig
-from mlac.censor.inner_optim import clip_by_global_norm, make_inner_optimizer
 from mlac.censor.outer import BENEFICIAL_PREFIX, features, head_logits
 from mlac.data.encoded import EncodedSplit
 from mlac.errors import ConfigError
@@ -34,6 +36,16 @@ def fresh_head(hidden: int, num_labels: int, gen: torch.Generator, device: torch
     weight = (torch.rand(num_labels, hidden, generator=gen) * 2 - 1) * bound
     bias = (torch.rand(num_labels, generator=gen) * 2 - 1) * bound
     return {"weight": weight.to(device, dtype), "bias": bias.to(device, dtype)}
+
+
+def inner_update_rule(name: str, eps: float = 1e-20) -> OptimizerConfig:
+    """MLAC's inner optimiser ``name`` (``adam``: Adam with MLAC's epsilon; ``sgd``: plain SGD) as the
+    functional optimiser of :mod:`mlac.attacks.optim`."""
+    if name == "adam":
+        return OptimizerConfig("adam", eps=eps)
+    if name == "sgd":
+        return OptimizerConfig("sgd", momentum=0.0)
+    raise ConfigError(f"unknown inner optimizer {name!r}; choose adam or sgd")
 
 
 def finetune_attack(
@@ -62,13 +74,13 @@ def finetune_attack(
     """
     if steps < 0 or batch_size < 1 or repeats < 1 or lr <= 0:
         raise ConfigError("an attack needs steps >= 0, batch_size >= 1, repeats >= 1 and lr > 0")
+    rule = inner_update_rule(optimizer)
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     base = {k: v.detach() for k, v in model.named_parameters() if not k.startswith(BENEFICIAL_PREFIX)}
     buffers = dict(model.named_buffers())
     eval_labels = heldout.harmful if task == "harmful" else heldout.beneficial
     train_labels = train.harmful if task == "harmful" else train.beneficial
-    opt = make_inner_optimizer(optimizer)
     was_training = model.training
     accuracies = []
     # A linear probe without dropout: every row's trunk features are fixed, so compute them once (the
@@ -77,40 +89,31 @@ def finetune_attack(
     try:
         for r in range(repeats):
             gen = torch.Generator().manual_seed(seed * 1_000_003 + r)
-            head = fresh_head(model.hidden_size, num_labels, gen, device, dtype)
-            trainable = {f"__head__.{k}": v for k, v in head.items()}
-            if not freeze_trunk:
-                trainable.update({k: v.clone() for k, v in base.items()})
+            head = {k: v.requires_grad_(True) for k, v in fresh_head(model.hidden_size, num_labels, gen, device, dtype).items()}
+            trunk = {} if freeze_trunk else {k: v.clone().requires_grad_(True) for k, v in base.items()}
             frozen = {**buffers, **({} if not freeze_trunk else base)}
-            state = opt.init(trainable)
             model.train(dropout)
-            for _ in range(steps):
+
+            def backward(step: int, gen: torch.Generator = gen, head: dict[str, torch.Tensor] = head,
+                         trunk: dict[str, torch.Tensor] = trunk, frozen: dict[str, torch.Tensor] = frozen) -> None:
                 rows = torch.randint(0, len(train), (batch_size,), generator=gen).tolist()
-                leaves = {k: v.detach().requires_grad_(True) for k, v in trainable.items()}
-                trunk = {k: v for k, v in leaves.items() if not k.startswith("__head__.")}
-                with torch.enable_grad():
-                    if cached is not None:
-                        feats = cached[0][torch.as_tensor(rows, device=cached[0].device)]
-                    else:
-                        feats = features(model, {**frozen, **trunk}, train.batch(rows, device).inputs)
-                    logits = head_logits(feats, {"weight": leaves["__head__.weight"], "bias": leaves["__head__.bias"]})
-                    target = train_labels[rows].to(logits.device)
-                    loss = F.cross_entropy(logits, target)
-                    names = list(leaves)
-                    raw = torch.autograd.grad(loss, [leaves[k] for k in names], allow_unused=True)
-                grads = {k: (g if g is not None else torch.zeros_like(leaves[k])) for k, g in zip(names, raw, strict=True)}
-                with torch.no_grad():
-                    clipped, _ = clip_by_global_norm(grads, grad_clip)
-                    trainable, state = opt.update(clipped, state, {k: v.detach() for k, v in leaves.items()}, lr)
+                if cached is not None:
+                    feats = cached[0][torch.as_tensor(rows, device=cached[0].device)]
+                else:
+                    feats = features(model, {**frozen, **trunk}, train.batch(rows, device).inputs)
+                logits = head_logits(feats, head)
+                F.cross_entropy(logits, train_labels[rows].to(logits.device)).backward()
+
+            train_loop([*head.values(), *trunk.values()], steps, optimizer=rule, lr=lambda _: lr,
+                       backward=backward, grad_clip=grad_clip)
             model.eval()
-            trunk_now = {k: v for k, v in trainable.items() if not k.startswith("__head__.")}
-            weights = {**frozen, **trunk_now}
-            final_head = {"weight": trainable["__head__.weight"], "bias": trainable["__head__.bias"]}
+            final_head = {k: v.detach() for k, v in head.items()}
             if cached is not None:
                 with torch.no_grad():
                     pred = head_logits(cached[1], final_head).argmax(-1).cpu()
                 accuracies.append(int((pred == eval_labels).sum()) / max(1, len(heldout)))
             else:
+                weights = {**frozen, **{k: v.detach() for k, v in trunk.items()}}
                 accuracies.append(_accuracy(model, weights, final_head, heldout, eval_labels))
     finally:
         model.train(was_training)

@@ -14,11 +14,22 @@ import argparse
 from collections import defaultdict
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mlac.audit.protocol import BASELINES
-from mlac.errors import ConfigError
+from mlac import DEFAULT_PRESET, PRESET_NAMES
+from mlac.cli.base_cmd import check_model_arg
+from mlac.cli.main import StopOnInterrupt
+from mlac.errors import ConfigError, StoppedError
 
+if TYPE_CHECKING:
+    from mlac.audit.protocol import AuditRequest
+
+#: The baselines an audit can build (= mlac.audit.protocol.BASELINES, which imports torch: the parser must not;
+#: tests/unit/test_cli_parser.py checks that the two agree).
+BASELINE_NAMES = ("random", "base", "beneficial_tuned", "ac")
+#: One line per preset, for ``--preset``'s help.
+PRESET_HELP = ("smoke: a pipeline check in about a minute, not a meaningful audit; quick: a CPU demo (trials capped "
+               "at 40 steps); paper: the reference protocol; strong: the attacker a safety claim needs")
 EXECUTOR_GROUP = "mlac_audit.executors"
 #: Exit status of a finished audit per verdict status (2 is argparse's and MlacError's usage / input error).
 VERDICT_EXIT_CODES = {"PASS": 0, "FAIL": 1, "INCONCLUSIVE": 3}
@@ -61,22 +72,32 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     audit = sub.add_parser("audit", help="run a few-shot adversarial fine-tuning audit (exit 0 PASS, 1 FAIL, 3 INCONCLUSIVE)",
                            description="Run a few-shot adversarial fine-tuning audit; the exit status is the verdict.",
                            epilog=AUDIT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    audit.add_argument("--model", action="append", default=[], metavar="PATH", help="checkpoint under audit (repeatable)")
+    audit.add_argument("--model", action="append", default=[], metavar="PATH",
+                       help="checkpoint directory under audit (repeatable; none: audit the baselines only)")
     audit.add_argument("--base", default=None, metavar="PATH|tiny",
-                       help="base model the baselines are built from ('tiny' trains a small one on the data)")
+                       help="base model the baselines are built from: a checkpoint directory, or 'tiny' (a small "
+                       "BERT trained on the data)")
     audit.add_argument("--data", required=True, type=Path, help="dataset .parquet written by `mlac-audit data synth|convert`")
-    audit.add_argument("--baselines", type=_csv(str), default=(), help=f"comma-separated subset of {','.join(BASELINES)}")
-    audit.add_argument("--preset", default="quick", help="smoke | quick | paper | strong (default quick; strong: the attacker a safety claim needs)")
+    audit.add_argument("--baselines", type=_csv(str), default=(),
+                       help=f"comma-separated subset of {','.join(BASELINE_NAMES)} (default none)")
+    audit.add_argument("--preset", default=DEFAULT_PRESET, choices=PRESET_NAMES, metavar="|".join(PRESET_NAMES),
+                       help=f"the attacker's protocol (default {DEFAULT_PRESET}, as for `submit` and the API). "
+                       + PRESET_HELP)
     audit.add_argument("--out", required=True, type=Path, help="output folder (re-running into it resumes)")
-    audit.add_argument("--tasks", type=_csv(str), default=None, help="harmful,beneficial (default both)")
-    audit.add_argument("--sizes", type=_csv(int), default=None, help="data sizes n, e.g. 20,50,100")
-    audit.add_argument("--seeds", type=_csv(int), default=None, help="seeds, e.g. 0,1,2")
-    audit.add_argument("--kinds", type=_csv(str), default=None, help="attack kinds to search: probe,full,lora")
-    audit.add_argument("--max-trials", type=int, default=None)
-    audit.add_argument("--patience", type=int, default=None)
-    audit.add_argument("--reruns", type=int, default=None)
-    audit.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
-    audit.add_argument("--storage", default=None, help="Optuna storage URL (default: journal file in --out)")
+    audit.add_argument("--tasks", type=_csv(str), default=None, help="harmful,beneficial (default: the preset's, both)")
+    audit.add_argument("--sizes", type=_csv(int), default=None, help="data sizes n, e.g. 20,50,100 (default: the preset's)")
+    audit.add_argument("--seeds", type=_csv(int), default=None, help="attacker seeds, e.g. 0,1,2 (default: the preset's)")
+    audit.add_argument("--kinds", type=_csv(str), default=None,
+                       help="attack kinds to search: probe,full,lora (default: the preset's)")
+    audit.add_argument("--max-trials", type=int, default=None, help="Optuna trials per search (default: the preset's)")
+    audit.add_argument("--patience", type=int, default=None,
+                       help="stop a search after this many trials without improvement (default: the preset's)")
+    audit.add_argument("--reruns", type=int, default=None,
+                       help="re-runs of each search's best configuration on fresh draws (default: the preset's)")
+    audit.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default auto)")
+    audit.add_argument("--storage", default=None, metavar="URL",
+                       help="Optuna storage URL, e.g. postgresql+psycopg://... (default: the SQLite file "
+                       "optuna.db in --out, sqlite:///OUT/optuna.db, which optuna-dashboard opens)")
     audit.add_argument("--ray", nargs="?", const="auto", default=None, metavar="ADDRESS",
                        help="run trials on Ray (local when no address is given); needs the workers package")
     audit.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -93,33 +114,29 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                          help="also require a data-cost multiplier of at least this")
     audit.set_defaults(func=_audit)
 
-    report = sub.add_parser("report", help="re-render the figures and HTML card of an audit folder")
-    report.add_argument("dir", type=Path)
+    report = sub.add_parser("report", help="re-render the figures and HTML card of an audit folder",
+                            description="Re-render curves.png, attack_budget.png and report.html from the result.json "
+                            "of a finished audit folder (nothing is re-run).")
+    report.add_argument("dir", type=Path, help="the audit's --out folder (holds result.json)")
     report.set_defaults(func=_report)
 
 
-def build_request_from_args(args: argparse.Namespace) -> Any:
-    """The :class:`AuditRequest` the arguments describe."""
-    from dataclasses import replace
+#: Flags (argparse dests) that are :class:`~mlac.audit.overrides.AuditOverrides` fields of the same name.
+OVERRIDE_FLAGS = ("sizes", "seeds", "tasks", "kinds", "max_trials", "patience", "reruns")
+#: Verdict flags (argparse dests) -> the :class:`~mlac.audit.verdict.VerdictPolicy` field each sets.
+VERDICT_FLAGS = {"verdict_delta": "delta_random", "verdict_epsilon": "epsilon_beneficial",
+                 "verdict_statistic": "statistic", "min_data_cost": "min_data_cost_multiplier"}
 
-    from mlac.audit.presets import build_request, preset_values
 
-    values = preset_values(args.preset)
-    space, search = values["space"], values["search"]
-    if args.kinds is not None:
-        space = replace(space, kinds=args.kinds)
-    changes = {k: v for k, v in (("max_trials", args.max_trials), ("patience", args.patience), ("reruns", args.reruns)) if v is not None}
-    if changes:
-        search = replace(search, **changes)
-    policy = {k: v for k, v in (("delta_random", args.verdict_delta), ("epsilon_beneficial", args.verdict_epsilon),
-                                ("statistic", args.verdict_statistic),
-                                ("min_data_cost_multiplier", args.min_data_cost)) if v is not None}
-    request = build_request(
-        args.preset, dataset=str(args.data), models=tuple(str(m) for m in args.model), base=args.base,
-        baselines=tuple(args.baselines), tasks=args.tasks, sizes=args.sizes, seeds=args.seeds,
-        space=space, search=search, device=args.device,
-    )
-    return request.replace(verdict=replace(request.verdict, **policy)) if policy else request
+def build_request_from_args(args: argparse.Namespace) -> AuditRequest:
+    """The :class:`AuditRequest` the arguments describe: the preset with the flags as
+    :class:`~mlac.audit.overrides.AuditOverrides` (the one merge the API's ``audit`` options use too)."""
+    from mlac.audit.overrides import AuditOverrides, build_audit_request
+
+    overrides = AuditOverrides(**{name: getattr(args, name) for name in OVERRIDE_FLAGS},
+                               verdict={field: getattr(args, dest) for dest, field in VERDICT_FLAGS.items()})
+    return build_audit_request(args.preset, dataset=str(args.data), models=tuple(str(m) for m in args.model),
+                               base=args.base, baselines=tuple(args.baselines), device=args.device, overrides=overrides)
 
 
 def _executor(address: str | None) -> Any:
@@ -133,9 +150,20 @@ def _executor(address: str | None) -> Any:
 
 
 def _audit(args: argparse.Namespace) -> int:
+    for model in args.model:  # before the heavy imports: a wrong path is answered at once
+        check_model_arg("--model", str(model))
+    if args.base is not None:
+        check_model_arg("--base", str(args.base), keywords=("tiny",))
     import optuna
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from mlac.audit.protocol import plan_counts
     from mlac.audit.runner import run_audit
@@ -147,10 +175,12 @@ def _audit(args: argparse.Namespace) -> int:
     executor = _executor(args.ray)
     console = Console(stderr=True, quiet=args.quiet)
     counts = plan_counts(request)
+    storage = args.storage or f"sqlite:///{args.out / 'optuna.db'}"
     console.print(f"[bold]audit[/bold] {counts['models']} models, {counts['studies']} searches, "
                   f"at most {counts['max_trial_runs']} trial runs -> {args.out}")
+    done = {"trials": 0, "studies": 0}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, disable=args.quiet) as bars:
+                  TextColumn("ETA (at most)"), TimeRemainingColumn(), console=console, disable=args.quiet) as bars:
         stage = bars.add_task("preparing", total=None)
         studies = bars.add_task("searches", total=counts["studies"], visible=False)
         trials = bars.add_task("trials (at most)", total=counts["max_trials"], visible=False)
@@ -161,6 +191,7 @@ def _audit(args: argparse.Namespace) -> int:
                 what = event.get("building")
                 bars.update(stage, description=f"{name}: building {what}" if what else str(name))
             elif name == "search":
+                done["trials"], done["studies"] = int(event.get("trials_done") or 0), int(event.get("studies_done") or 0)
                 bars.update(studies, visible=True, completed=event.get("studies_done", 0))
                 bars.update(trials, visible=True, completed=event.get("trials_done", 0))
                 best = event.get("best_so_far")
@@ -170,7 +201,17 @@ def _audit(args: argparse.Namespace) -> int:
                 bars.update(studies, completed=counts["studies"])
                 bars.update(stage, description="done", total=1, completed=1)
 
-        result = run_audit(request, args.out, progress=progress, executor=executor, storage_url=args.storage)
+        try:
+            with StopOnInterrupt("stopping after the running trial; finished trials are kept") as stop:
+                result = run_audit(request, args.out, progress=progress, executor=executor, storage_url=args.storage,
+                                   should_stop=stop)
+        except (StoppedError, KeyboardInterrupt) as exc:
+            bars.stop()
+            lost = "" if isinstance(exc, StoppedError) else " (the trials that were running are lost)"
+            Console(stderr=True, highlight=False).print(audit_stopped_message(args.out, storage, done["trials"],
+                                                                             done["studies"], lost),
+                                                        soft_wrap=True)
+            return 130
     Console().print(curve_table(result.curves))
     verdict = result.verdict
     status = verdict.status if verdict is not None else None
@@ -178,6 +219,12 @@ def _audit(args: argparse.Namespace) -> int:
     console.print(f"report: {args.out / 'report.html'}")
     Console(highlight=False).print(verdict_line(verdict, code))
     return code
+
+
+def audit_stopped_message(out: Path, storage: str, trials: int, studies: int, lost: str = "") -> str:
+    """What a stopped (Ctrl-C) audit kept and how to resume it."""
+    return (f"audit stopped: {trials} finished trials ({studies} finished searches) are stored in {storage}{lost}; "
+            f"run the same command again (same --out {out}) to resume: finished trials are reused, not re-run")
 
 
 def verdict_line(verdict: Any, code: int) -> str:

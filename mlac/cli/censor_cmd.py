@@ -15,7 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from mlac.censor.config import MLACConfig
-from mlac.errors import ConfigError
+from mlac.cli.base_cmd import check_model_arg
+from mlac.cli.main import DefaultsHelpFormatter, StopOnInterrupt
+from mlac.errors import ConfigError, StoppedError
+
+RESUME_DIR = "mlac_resume"  # = mlac.censor.train.RESUME_DIR (checked by tests/unit/test_cli_parser.py)
 
 _DEFAULTS = MLACConfig()
 CENSOR_RUNNER_GROUP = "mlac_audit.censor_runners"
@@ -23,44 +27,68 @@ CENSOR_RUNNER_GROUP = "mlac_audit.censor_runners"
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``censor`` command."""
+    d = _DEFAULTS
     p = sub.add_parser(
         "censor",
         help="train a self-destructing model with MLAC",
         description="Censor a base model with MLAC (PROTOCOL.md) on the train split of a saved dataset, then "
-        "compare base and censored under the attack MLAC simulates.",
+        "compare base and censored under the attack MLAC simulates. The state is saved in OUT/mlac_resume every "
+        "--val-every steps and on Ctrl-C; running the same command again resumes from it.",
+        formatter_class=DefaultsHelpFormatter,
     )
     p.add_argument("--base", required=True,
                    help="checkpoint directory, 'tiny' (a BERT-tiny-shaped model first trained on both labels "
                    "of the train split, saved under OUT/base) or 'minilm' (the offline pre-trained MiniLM)")
     p.add_argument("--data", type=Path, required=True, help="dataset .parquet written by `mlac-audit data`")
     p.add_argument("--out", type=Path, required=True, help="output directory for the censored checkpoint")
-    p.add_argument("--steps", type=int, default=_DEFAULTS.outer_steps, help="outer steps")
-    p.add_argument("--inner-steps", type=int, default=_DEFAULTS.inner_steps, help="K, simulated attacker steps")
+    p.add_argument("--steps", type=int, default=d.outer_steps, help="outer (defender) steps")
+    p.add_argument("--inner-steps", type=int, default=d.inner_steps, help="K, simulated attacker steps per outer step")
     p.add_argument("--first-order", action="store_true", help="detach inner gradients (first-order MLAC)")
-    p.add_argument("--w-adv", type=float, default=_DEFAULTS.w_adv, help="weight of the adversarial term")
-    p.add_argument("--adv-loss", choices=("remap", "neg_ce"), default=_DEFAULTS.adv_loss)
-    p.add_argument("--w-grad-norm", type=float, default=_DEFAULTS.w_grad_norm)
-    p.add_argument("--w-max-entropy", type=float, default=_DEFAULTS.w_max_entropy)
-    p.add_argument("--inner-optimizer", choices=("adam", "sgd"), default=_DEFAULTS.inner_optimizer)
-    p.add_argument("--inner-lr", type=float, default=_DEFAULTS.inner_lr)
-    p.add_argument("--inner-lr-mode", choices=("learned", "sampled", "fixed"), default=_DEFAULTS.inner_lr_mode)
-    p.add_argument("--adversary-head", choices=("fresh", "learned"), default=_DEFAULTS.adversary_head)
-    p.add_argument("--outer-lr", type=float, default=_DEFAULTS.outer_lr)
-    p.add_argument("--outer-batch", type=int, default=_DEFAULTS.outer_batch_size)
-    p.add_argument("--inner-batch-sizes", type=str, default=",".join(map(str, _DEFAULTS.inner_batch_sizes)),
+    p.add_argument("--w-adv", type=float, default=d.w_adv, help="weight of the adversarial term")
+    p.add_argument("--adv-loss", choices=("remap", "neg_ce"), default=d.adv_loss,
+                   help="adversarial loss: remap-invariant, or the bounded negative cross-entropy")
+    p.add_argument("--w-grad-norm", type=float, default=d.w_grad_norm, help="weight of the inner gradient-norm penalty")
+    p.add_argument("--w-max-entropy", type=float, default=d.w_max_entropy,
+                   help="weight of the harmful-prediction entropy bonus")
+    p.add_argument("--inner-optimizer", choices=("adam", "sgd"), default=d.inner_optimizer,
+                   help="optimizer of the simulated attacker")
+    p.add_argument("--inner-lr", type=float, default=d.inner_lr, help="initial learning rate of the simulated attacker")
+    p.add_argument("--inner-lr-mode", choices=("learned", "sampled", "fixed"), default=d.inner_lr_mode,
+                   help="learned by the adversary, sampled per step, or fixed")
+    p.add_argument("--adversary-head", choices=("fresh", "learned"), default=d.adversary_head,
+                   help="the attacker's harmful head: freshly drawn each step, or learned by the adversary")
+    p.add_argument("--outer-lr", type=float, default=d.outer_lr, help="learning rate of the defender")
+    p.add_argument("--outer-batch", type=int, default=d.outer_batch_size, help="bios per outer step")
+    p.add_argument("--inner-batch-sizes", type=str, default=",".join(map(str, d.inner_batch_sizes)),
                    help="comma-separated sizes the inner batch size is drawn from")
-    p.add_argument("--val-every", type=int, default=_DEFAULTS.val_every)
-    p.add_argument("--max-length", type=int, default=_DEFAULTS.max_length)
+    p.add_argument("--val-every", type=int, default=d.val_every,
+                   help="validate (and save the resume state) every this many steps")
+    p.add_argument("--max-length", type=int, default=d.max_length, help="tokens per text")
     p.add_argument("--base-steps", type=int, default=300, help="training steps of the 'tiny' base model")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the dataset's train/attack/selection/report split")
-    p.add_argument("--seed", type=int, default=_DEFAULTS.seed)
-    p.add_argument("--device", default=_DEFAULTS.device, help="auto, cpu or cuda[:N]")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of initialisation, batches and sampled learning rates")
+    p.add_argument("--device", default=d.device, help="auto, cpu or cuda[:N]")
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT holds a resumable state")
     p.add_argument("--no-summary-attack", action="store_true", help="skip the base-vs-censored attack summary")
     p.add_argument("--ray", nargs="?", const="auto", default=None, metavar="ADDRESS",
                    help="train in a Ray actor (restarted after a crash, resuming from its last checkpoint): "
                    "alone, RAY_ADDRESS or a local Ray; with ADDRESS, that cluster")
     p.set_defaults(func=run)
+
+
+def interrupted_message(out: Path, saved_step: int | None, at_step: int | None, checkpoint_every: int) -> str:
+    """What a KeyboardInterrupt of ``censor`` leaves behind and how to resume."""
+    state = out / RESUME_DIR
+    where = f" at step {at_step}" if at_step is not None else ""
+    if saved_step is None and state.is_dir():
+        return (f"interrupted{where}: nothing of this run was saved yet (the state is saved every {checkpoint_every} "
+                f"steps); the earlier state in {state} is kept: run the same command again to resume from it")
+    if saved_step is None:
+        return (f"interrupted{where}: no resume state was saved yet (it is saved every {checkpoint_every} steps); "
+                "running the same command again starts over")
+    return (f"interrupted{where}: the last saved state is step {saved_step}, in {state} (saved every "
+            f"{checkpoint_every} steps); steps after it are lost. Run the same command again to resume from step "
+            f"{saved_step} (--no-resume starts over)")
 
 
 def _censor_runner() -> Callable[..., dict[str, Any]]:
@@ -89,6 +117,7 @@ def _config(args: argparse.Namespace) -> MLACConfig:
 
 def run(args: argparse.Namespace) -> int:
     """Load data and base, train, save, print a summary."""
+    check_model_arg("--base", str(args.base), keywords=("tiny", "minilm"))  # before the heavy imports
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -111,7 +140,8 @@ def run(args: argparse.Namespace) -> int:
 
         model, tok, parent_sha = build_tiny_base(args.data, args.out / "base", steps=args.base_steps, seed=args.seed,
                                                  split_seed=args.split_seed, max_length=config.max_length,
-                                                 device=str(device), log=console.print)
+                                                 device=str(device),
+                                                 log=lambda text: console.print(text, soft_wrap=True))
     else:
         loaded = (load_minilm(num_ben, seed=args.seed, device=device) if args.base == "minilm"
                   else load_checkpoint(args.base, num_beneficial=num_ben, seed=args.seed, device=device))
@@ -123,12 +153,19 @@ def run(args: argparse.Namespace) -> int:
         base_copy = copy.deepcopy(model).eval()
 
     columns = (TextColumn("[bold]MLAC"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-               TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn())
+               TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+    # checkpoint_every-th steps are saved right after their step record: one is confirmed saved when the
+    # next step's record arrives (or a stop saves the current one).
+    seen: dict[str, int | None] = {"step": None, "saved": None}
     with Progress(*columns, console=console, transient=False) as bar:
         job = bar.add_task("mlac", total=config.outer_steps, info="")
 
         def on_progress(rec: dict[str, Any]) -> None:
             if rec["event"] == "step":
+                previous = seen["step"]
+                if previous is not None and (previous % config.checkpoint_every == 0):
+                    seen["saved"] = previous
+                seen["step"] = int(rec["step"])
                 info = f"obj {rec['total']:+.3f} ben {rec['beneficial_ce']:.3f} adv {rec['adv_mean']:.3f} lr {rec['inner_lr']:.1e}"
                 bar.update(job, completed=rec["step"], info=info)
             else:
@@ -138,20 +175,35 @@ def run(args: argparse.Namespace) -> int:
                     + ("  (best)" if rec["best"] else "")
                 )
 
-        if args.ray is None:
-            result = train_mlac(model, tok, splits.train, task, config, out_dir=args.out, progress=on_progress,
-                                resume=not args.no_resume, parent_sha256=parent_sha,
-                                dataset_fingerprint=splits.fingerprints.get("train"),
-                                beneficial_names=task.beneficial_names)
-            censored = result.model
-            summary: dict[str, Any] = {
-                "out": str(args.out), "weights_sha256": result.weights_sha256, "parent_sha256": parent_sha,
-                "steps": result.steps_done, "best_step": result.best_step, "best_objective": result.best_objective,
-                "final_inner_lr": result.inner_lr, "resumed_from": result.resumed_from,
-                "skipped_nonfinite_steps": result.skipped_nonfinite,
-            }
-        else:
-            censored, summary = _train_on_ray(args, config, model, tok, parent_sha, num_ben, on_progress)
+        try:
+            if args.ray is None:
+                with StopOnInterrupt("stopping before the next step and saving the state") as stop:
+                    result = train_mlac(model, tok, splits.train, task, config, out_dir=args.out, progress=on_progress,
+                                        should_stop=stop, resume=not args.no_resume, parent_sha256=parent_sha,
+                                        dataset_fingerprint=splits.fingerprints.get("train"),
+                                        beneficial_names=task.beneficial_names)
+                censored = result.model
+                summary: dict[str, Any] = {
+                    "out": str(args.out), "weights_sha256": result.weights_sha256, "parent_sha256": parent_sha,
+                    "steps": result.steps_done, "best_step": result.best_step, "best_objective": result.best_objective,
+                    "final_inner_lr": result.inner_lr, "resumed_from": result.resumed_from,
+                    "skipped_nonfinite_steps": result.skipped_nonfinite,
+                }
+            else:
+                censored, summary = _train_on_ray(args, config, model, tok, parent_sha, num_ben, on_progress)
+        except StoppedError as exc:
+            bar.stop()
+            step = seen["step"]
+            console.print(str(exc) if step is None else
+                          f"stopped at step {step} of {config.outer_steps}: the state is saved in "
+                          f"{args.out / RESUME_DIR}; run the same command again to resume from step {step} "
+                          "(--no-resume starts over). No censored model was written yet.", highlight=False, soft_wrap=True)
+            return 130
+        except KeyboardInterrupt:
+            bar.stop()
+            console.print(interrupted_message(args.out, seen["saved"], seen["step"], config.checkpoint_every),
+                          highlight=False, soft_wrap=True)
+            return 130
     if base_copy is not None:
         atk = encode_split(splits.attack_pool, tok, task, config.max_length)
         ev = encode_split(splits.selection, tok, task, config.max_length)
@@ -181,7 +233,6 @@ def _train_on_ray(args: argparse.Namespace, config: MLACConfig, model: Any, tok:
     saved under OUT/base first. ``--no-resume`` clears OUT's resumable state before the actor starts."""
     import shutil
 
-    from mlac.censor.train import RESUME_DIR
     from mlac.device import resolve_device
     from mlac.models import load_checkpoint, save_checkpoint
 

@@ -23,9 +23,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from functools import lru_cache
-
-from datasets import Dataset
-from faker import Faker
+from typing import TYPE_CHECKING
 
 from mlac.data.profession_vocab import (
     FAKER_JOB_PATTERNS,
@@ -40,6 +38,10 @@ from mlac.data.profession_vocab import (
 from mlac.data.scrub import drop_first_sentence, scrub_pronouns
 from mlac.errors import ConfigError
 from mlac.tasks import TaskSpec
+
+if TYPE_CHECKING:  # datasets and faker are imported where used: SynthConfig stays light (the CLI's defaults)
+    from datasets import Dataset
+    from faker import Faker
 
 NAME_LOCALES = ("en_US", "en_GB", "en_IE", "en_NZ", "en_IN")
 GENDER_NAMES = ("female", "male")
@@ -104,6 +106,12 @@ class SynthConfig:
         return 1.0 - (1.0 - s * self.name_cue_rate) * (1.0 - s * self.noun_cue_rate)
 
 
+def _faker(locale: str) -> Faker:
+    from faker import Faker
+
+    return Faker(locale)
+
+
 def _provider(fake: Faker, kind: str) -> object:
     return next(p for p in fake.get_providers() if type(p).__module__.startswith(f"faker.providers.{kind}"))
 
@@ -113,7 +121,7 @@ def _all_first_names() -> tuple[frozenset[str], frozenset[str]]:
     female: set[str] = set()
     male: set[str] = set()
     for locale in NAME_LOCALES:
-        person = _provider(Faker(locale), "person")
+        person = _provider(_faker(locale), "person")
         female.update(n for n in person.first_names_female if n.isascii() and n.isalpha())  # type: ignore[attr-defined]
         male.update(n for n in person.first_names_male if n.isascii() and n.isalpha())  # type: ignore[attr-defined]
     return frozenset(female), frozenset(male)
@@ -175,7 +183,7 @@ def _vocab(vocab_seed: int) -> _Vocab:
     Drawing them once and sampling per bio with ``random.Random`` keeps generation fast (Faker's
     weighted sampling costs ~100 us a call) and lets a city or company recur across bios as in real data.
     """
-    fake = Faker("en_US")
+    fake = _faker("en_US")
     fake.seed_instance(vocab_seed)
     forbidden = _forbidden_words()
     last = _unique(fake.last_name, _VOCAB_SIZES["last_names"], forbidden)
@@ -265,4 +273,6 @@ def generate_synthetic(config: SynthConfig) -> tuple[Dataset, TaskSpec]:
         rows["profession"].append(prof_idx)
         rows["gender"].append(gender)
     task = TaskSpec(beneficial_names=profs, harmful_names=GENDER_NAMES)
+    from datasets import Dataset
+
     return Dataset.from_dict(rows), task

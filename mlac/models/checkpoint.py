@@ -301,6 +301,9 @@ def save_checkpoint(
         "pooling": model.pooling,
         "beneficial_names": list(beneficial_names),
     }
+    if len(beneficial_names) == model.num_beneficial:  # what any Hugging Face tool shows as the model's labels
+        config["id2label"] = {str(i): name for i, name in enumerate(beneficial_names)}
+        config["label2id"] = {name: i for i, name in enumerate(beneficial_names)}
     (out / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True, default=str), encoding="utf-8")
     tokenizer.save_pretrained(str(out))
     sha = sha256_file(out / WEIGHTS_FILE)

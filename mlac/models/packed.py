@@ -5,7 +5,7 @@ A padded batch makes every row pay for the longest one: on the synthetic bios a 
 feed-forward block, layer norms, dropout) works token by token. This forward packs the batch's real tokens
 into one ``[tokens, hidden]`` matrix for those layers and pads back only around the attention product
 (the padded keys are masked exactly as the eager attention masks them). It calls the trunk's own
-submodules, so LoRA adapters injected into its linear layers (peft) are used as they are.
+submodules, so LoRA adapters on its linear layers (forward hooks, or peft's wrapped layers) are used as they are.
 
 Same function as ``trunk(input_ids, attention_mask).last_hidden_state`` on the real tokens (to float
 rounding; dropout masks are drawn in another order); padded positions come back as zeros. Only for

@@ -1,4 +1,5 @@
-"""Checkpoints: multipart upload of an HF encoder directory (streamed, capped, validated), list, get, delete."""
+"""Checkpoints: multipart upload of an HF encoder directory (streamed, capped, validated), list, get, delete, and
+download of their files (streamed, owner-checked): the model a defend job produced comes back this way."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi import Path as PathParam
+from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
 from mlac.checkpoint_id import content_id
@@ -19,7 +21,13 @@ from service.checkpoint_store import CHECKPOINT_FILES, checkpoints_root, delete_
 from service.deps import PrincipalDep, StateDep
 from service.errors import BadUploadError, NotFoundError
 from service.quotas import check_stored_bytes, declared_bytes
-from service.schemas import CheckpointPublic, CheckpointsPublic, ErrorPublic
+from service.schemas import (
+    CheckpointFilePublic,
+    CheckpointFilesPublic,
+    CheckpointPublic,
+    CheckpointsPublic,
+    ErrorPublic,
+)
 from service.state import AppState
 from service.store.records import Checkpoint
 from service.uploads import StagedUpload, stream_to_dir
@@ -54,7 +62,8 @@ def public(c: Checkpoint) -> CheckpointPublic:
     return CheckpointPublic(id=c.sha256, sha256=c.sha256, weights_sha256=info.get("weights_sha256"), name=c.name,
                             size_bytes=c.size_bytes, model_type=info.get("model_type"), hidden_size=info.get("hidden_size"),
                             num_parameters=info.get("num_parameters"), num_beneficial=info.get("num_beneficial"),
-                            created_at=c.created_at)
+                            created_at=c.created_at, source_job=info.get("source_job"),
+                            parent_checkpoint=info.get("parent_checkpoint"), defense=info.get("defense"))
 
 
 def _commit(state: AppState, owner: str, name: str | None, staged: StagedUpload) -> tuple[Checkpoint, bool]:
@@ -127,6 +136,39 @@ def list_checkpoints(state: StateDep, principal: PrincipalDep, limit: Annotated[
 def get_checkpoint(sha256: ShaPath, state: StateDep, principal: PrincipalDep) -> CheckpointPublic:
     """One checkpoint by its id."""
     return public(state.store.get_checkpoint(sha256, principal.owner_filter))
+
+
+FileName = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9_.\-]{1,100}$", description="a file of the checkpoint")]
+
+
+def _files(state: AppState, sha256: str, owner: str | None) -> tuple[Path, dict[str, str]]:
+    """The owner's checkpoint folder and its files (name -> sha256), as stored at upload or registration."""
+    ckpt = state.store.get_checkpoint(sha256, owner)  # another key's checkpoint is a 404
+    files = ckpt.info.get("files")
+    if not isinstance(files, dict) or not files:  # rows from before file manifests were kept: list what is there
+        files = {p.name: "" for p in sorted(Path(ckpt.path).iterdir()) if p.is_file() and p.name in CHECKPOINT_FILES}
+    return Path(ckpt.path), {str(k): str(v) for k, v in files.items()}
+
+
+@router.get("/{sha256}/files", response_model=CheckpointFilesPublic, responses=ERRORS)
+def list_checkpoint_files(sha256: ShaPath, state: StateDep, principal: PrincipalDep) -> CheckpointFilesPublic:
+    """The checkpoint's files with their sizes and sha256 (download each from ``files/{name}``)."""
+    folder, files = _files(state, sha256, principal.owner_filter)
+    return CheckpointFilesPublic(id=sha256, files=[
+        CheckpointFilePublic(name=name, sha256=sha or None, size_bytes=(folder / name).stat().st_size,
+                             href=f"/v1/checkpoints/{sha256}/files/{name}")
+        for name, sha in sorted(files.items()) if (folder / name).is_file()])
+
+
+@router.get("/{sha256}/files/{name}", response_class=FileResponse,
+            responses={**ERRORS, 200: {"content": {"application/octet-stream": {}}}})
+def download_checkpoint_file(sha256: ShaPath, name: FileName, state: StateDep, principal: PrincipalDep) -> FileResponse:
+    """One file of the checkpoint, streamed (``ETag`` = its sha256 where known)."""
+    folder, files = _files(state, sha256, principal.owner_filter)
+    if name not in files or not (folder / name).is_file():
+        raise NotFoundError(f"checkpoint {sha256[:12]} has no file {name!r}; its files: {', '.join(sorted(files))}")
+    headers = {"ETag": f'"{files[name]}"'} if files[name] else {}
+    return FileResponse(folder / name, media_type="application/octet-stream", filename=name, headers=headers)
 
 
 @router.delete("/{sha256}", status_code=204, responses=ERRORS)

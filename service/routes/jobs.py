@@ -14,12 +14,13 @@ from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from mlac.audit.cost import JobCost
+from mlac.jobs import JobSpec, audits
 from service.auth import Principal
 from service.checkpoint_store import dir_checkpoint
 from service.deps import PrincipalDep, StateDep
 from service.errors import NotFoundError, NotReadyError
-from service.jobspec import spec_hash, worker_spec
-from service.quotas import Limits, active_jobs_refusal, estimate, job_refusal, limits_for
+from service.jobspec import job_spec, request_of, spec_hash, stored_spec
+from service.quotas import Limits, active_jobs_refusal, job_refusal, limits_for, spec_cost
 from service.routes.keys import quota_public
 from service.schemas import (
     ErrorBody,
@@ -50,7 +51,7 @@ def public(job: Job) -> JobPublic:
     base = f"/v1/jobs/{job.id}"
     progress = ProgressPublic(**{k: v for k, v in job.progress.items() if k in ProgressPublic.model_fields})
     return JobPublic(
-        id=job.id, kind=job.kind, state=job.state, owner=job.owner, request=job.spec, progress=progress,  # type: ignore[arg-type]
+        id=job.id, kind=job.kind, state=job.state, owner=job.owner, request=request_of(job.spec), progress=progress,  # type: ignore[arg-type]
         created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at, attempts=job.attempts,
         cancel_requested=job.cancel_requested, error=job.error, error_detail=job.error_detail, verdict=job.verdict,
         schedule_id=job.schedule_id,
@@ -69,17 +70,18 @@ def view(state: Any, job: Job) -> JobPublic:
     return out.model_copy(update={k: state.redactor.text(v) for k, v in texts.items()})
 
 
-def priced(body: JobCreate, state: AppState, principal: Principal) -> tuple[JobCost, Limits]:
-    """Validate the job (404 / 422 now rather than a FAILED job later) and price it against the caller's limits."""
-    spec = worker_spec(body, state.store, principal.owner_filter)
-    return estimate(body.kind, spec), limits_for(state.store.get_api_key(principal.key_id), state.settings)
+def priced(body: JobCreate, state: AppState, principal: Principal) -> tuple[JobSpec, JobCost, Limits]:
+    """Resolve and validate the job's spec (404 / 422 now rather than a FAILED job later; the job runs this spec)
+    and price it against the caller's limits."""
+    spec = job_spec(body, state.store, principal.owner_filter)
+    return spec, spec_cost(spec), limits_for(state.store.get_api_key(principal.key_id), state.settings)
 
 
 @router.post("/estimate", response_model=EstimateAnswer, responses=ERRORS)
 def estimate_job(body: JobCreate, state: StateDep, principal: PrincipalDep) -> EstimateAnswer:
     """Price a job without creating it: upper bounds of its trial runs and steps, and whether ``POST /v1/jobs``
     would accept it now (``refusal``: the ``quota_exceeded`` error it would get). Validates like a submission."""
-    cost, limits = priced(body, state, principal)
+    _, cost, limits = priced(body, state, principal)
     quota = quota_public(state, state.store.get_api_key(principal.key_id))
     refusal = job_refusal(cost, limits)
     if refusal is None and quota.usage.active_jobs >= limits.max_active_jobs:
@@ -98,12 +100,12 @@ def submit_job(body: JobCreate, response: Response, state: StateDep, principal: 
     jobs (a retry with a known Idempotency-Key still returns its job). The answer carries the cost ``estimate``."""
     if body.webhook_url is not None:
         state.webhooks.policy.check_url(str(body.webhook_url))  # 422 webhook_url_denied (checked again at send time)
-    cost, limits = priced(body, state, principal)
+    spec, cost, limits = priced(body, state, principal)
     refusal = job_refusal(cost, limits)
     if refusal is not None:
         raise refusal
     job, created = state.store.create_job(NewJob(
-        owner=principal.key_id, kind=body.kind, spec=body.model_dump(mode="json"), spec_hash=spec_hash(body),
+        owner=principal.key_id, kind=body.kind, spec=stored_spec(body, spec), spec_hash=spec_hash(body),
         idempotency_key=idempotency_key, checkpoint_sha=body.checkpoint_id, dataset_id=body.dataset_id,
         webhook_url=str(body.webhook_url) if body.webhook_url else None, estimate=cost.to_dict()),
         max_active=limits.max_active_jobs)
@@ -159,11 +161,12 @@ def _result_dir(state: Any, job_id: str, owner: str | None) -> tuple[Job, Path]:
 
 @router.get("/{job_id}/result", responses={**ERRORS, 200: {"content": {"application/json": {}}}})
 def job_result(job_id: JobIdPath, state: StateDep, principal: PrincipalDep) -> Response:
-    """The result JSON: the audit's ``result.json``, or for a censor job the new checkpoint and its provenance."""
+    """The result JSON: the audit's ``result.json``, or for a defend (censor) job the new checkpoint and its
+    provenance."""
     job, folder = _result_dir(state, job_id, principal.owner_filter)
-    if job.kind == "censor":
+    if not audits(job.kind):
         prov = folder / "provenance.json"
-        body = {"kind": "censor", "checkpoint_id": dir_checkpoint(folder)[0],
+        body = {"kind": job.kind, "checkpoint_id": dir_checkpoint(folder)[0],
                 "provenance": json.loads(prov.read_text(encoding="utf-8")) if prov.is_file() else {}}
         return Response(json.dumps(state.redactor.json(body)), media_type="application/json")
     path = folder / "result.json"
@@ -178,7 +181,7 @@ def job_report(job_id: JobIdPath, state: StateDep, principal: PrincipalDep) -> H
     _, folder = _result_dir(state, job_id, principal.owner_filter)
     path = folder / "report.html"
     if not path.is_file():
-        raise NotFoundError(f"job {job_id} has no report (censor jobs have none)")
+        raise NotFoundError(f"job {job_id} has no report (defend and censor jobs have none)")
     return HTMLResponse(state.redactor.text(path.read_text(encoding="utf-8")))
 
 

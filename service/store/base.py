@@ -38,7 +38,7 @@ from service.store.records import (
     NewWebhook,
     Schedule,
     ScheduleRun,
-    TrialResult,
+    TrialRecord,
     Usage,
     WebhookDelivery,
     WebhookOutcome,
@@ -183,6 +183,10 @@ class JobStore(abc.ABC):
         ``error``: the one-line cause of a failure; ``error_detail``: its traceback (migration 0006)."""
 
     @abc.abstractmethod
+    def set_verdict(self, job_id: str, verdict: str) -> Job:
+        """Change a SUCCEEDED job's verdict (a schedule's regression gate fails a run); InvalidTransitionError otherwise."""
+
+    @abc.abstractmethod
     def request_cancel(self, job_id: str, owner: str | None) -> Job:
         """Flag a job for cancellation; a QUEUED job becomes CANCELLED at once. Terminal jobs: ConflictError."""
 
@@ -199,11 +203,11 @@ class JobStore(abc.ABC):
         """Events with ``seq > after_seq``, in order."""
 
     @abc.abstractmethod
-    def record_trial(self, result: TrialResult) -> bool:
+    def record_trial(self, result: TrialRecord) -> bool:
         """Write a trial result once per (job, study, trial); True when this call wrote it."""
 
     @abc.abstractmethod
-    def trial_results(self, job_id: str) -> list[TrialResult]:
+    def trial_results(self, job_id: str) -> list[TrialRecord]:
         """Every trial result of a job, ordered by study then trial."""
 
     # -- schedules
@@ -226,6 +230,11 @@ class JobStore(abc.ABC):
     @abc.abstractmethod
     def mark_schedule_broken(self, schedule_id: str, reason: str | None) -> None:
         """Record why a schedule cannot fire (it leaves :meth:`active_schedules`); None clears the mark."""
+
+    @abc.abstractmethod
+    def update_schedule(self, schedule_id: str, owner: str | None, *, template: dict[str, Any] | None = None,
+                        regression: dict[str, Any] | None = None) -> Schedule:
+        """Replace the job template and/or the regression policy (None leaves each as it is); NotFoundError."""
 
     @abc.abstractmethod
     def set_schedule_paused(self, schedule_id: str, owner: str | None, paused: bool) -> Schedule:

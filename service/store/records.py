@@ -143,6 +143,9 @@ class Schedule:
     created_at: float
     last_slot: str | None
     broken: str | None = None  # why the scheduler cannot fire it (bad cron, zone or template); it is then skipped
+    #: ``{"fail_on_regression": bool, "alpha": float}``: what a run significantly easier to attack than the previous
+    #: successful run does (None: compared and reported, never failed)
+    regression: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -157,7 +160,7 @@ class ScheduleRun:
 
 
 @dataclass(frozen=True)
-class TrialResult:
+class TrialRecord:
     """One finished trial of a job's search, written idempotently."""
 
     job_id: str

@@ -52,6 +52,7 @@ from service.store.records import (
     CANCELLED,
     QUEUED,
     RUNNING,
+    SUCCEEDED,
     TERMINAL,
     TRANSITIONS,
     WEBHOOK_DELIVERED,
@@ -67,7 +68,7 @@ from service.store.records import (
     NewWebhook,
     Schedule,
     ScheduleRun,
-    TrialResult,
+    TrialRecord,
     Usage,
     WebhookDelivery,
     WebhookOutcome,
@@ -592,6 +593,14 @@ class SqlStore(JobStore):
         return self.get_job(job_id, None)
 
     @_translated
+    def set_verdict(self, job_id: str, verdict: str) -> Job:
+        with self._write() as conn:
+            if conn.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.state == SUCCEEDED)
+                            .values(verdict=verdict)).rowcount == 0:
+                raise InvalidTransitionError(f"job {job_id} has not SUCCEEDED: its verdict stays as it is")
+        return self.get_job(job_id, None)
+
+    @_translated
     def request_cancel(self, job_id: str, owner: str | None) -> Job:
         with self._write() as conn:
             q = select(jobs.c.state).where(jobs.c.id == job_id)
@@ -633,7 +642,7 @@ class SqlStore(JobStore):
             return [JobEvent(**r) for r in rows]
 
     @_translated
-    def record_trial(self, result: TrialResult) -> bool:
+    def record_trial(self, result: TrialRecord) -> bool:
         values = {**result.__dict__, "recorded_at": result.recorded_at or time.time()}
         try:
             with self._write() as conn:
@@ -643,11 +652,11 @@ class SqlStore(JobStore):
         return True
 
     @_translated
-    def trial_results(self, job_id: str) -> list[TrialResult]:
+    def trial_results(self, job_id: str) -> list[TrialRecord]:
         with self._read() as conn:
             rows = conn.execute(select(trial_results).where(trial_results.c.job_id == job_id)
                                 .order_by(trial_results.c.study, trial_results.c.trial)).mappings()
-            return [TrialResult(**r) for r in rows]
+            return [TrialRecord(**r) for r in rows]
 
     # -- schedules
     @_translated
@@ -689,6 +698,18 @@ class SqlStore(JobStore):
             values = {"broken": None if reason is None else reason[:2000]}
             if conn.execute(update(schedules).where(schedules.c.id == schedule_id).values(**values)).rowcount == 0:
                 raise NotFoundError(f"schedule {schedule_id} not found")
+
+    @_translated
+    def update_schedule(self, schedule_id: str, owner: str | None, *, template: dict[str, Any] | None = None,
+                        regression: dict[str, Any] | None = None) -> Schedule:
+        conds = [schedules.c.id == schedule_id] + ([schedules.c.owner == owner] if owner is not None else [])
+        values = {k: v for k, v in (("template", template), ("regression", regression)) if v is not None}
+        with self._write() as conn:
+            if conn.execute(select(schedules.c.id).where(*conds)).first() is None:
+                raise NotFoundError(f"schedule {schedule_id} not found")
+            if values:
+                conn.execute(update(schedules).where(*conds).values(**values))
+        return self.get_schedule(schedule_id, owner)
 
     @_translated
     def set_schedule_paused(self, schedule_id: str, owner: str | None, paused: bool) -> Schedule:

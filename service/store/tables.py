@@ -83,6 +83,7 @@ schedules = Table(
     Column("created_at", Float, nullable=False),
     Column("last_slot", String(40), nullable=True),
     Column("broken", Text, nullable=True),  # migration 0002: why the row cannot fire (then skipped)
+    Column("regression", JSON, nullable=True),  # migration 0007: {fail_on_regression, alpha}; NULL: no policy
     Index("ix_schedules_owner", "owner"),
 )
 

@@ -63,7 +63,8 @@ def layout(title: str, body: str, principal: Principal | None = None, csrf: str 
     nav = ""
     if principal is not None:
         who = f'{e(principal.name)}{" (admin)" if principal.is_admin else ""}'
-        nav = (f'<nav><a href="/ui/jobs">Jobs</a><a href="/ui/schedules">Schedules</a><a href="/docs">API docs</a>'
+        nav = (f'<nav><a href="/ui/jobs">Jobs</a><a href="/ui/compare">Compare</a><a href="/ui/schedules">Schedules</a>'
+               f'<a href="/docs">API docs</a>'
                f'<span class="who">{who}</span>'
                f'<form method="post" action="/ui/logout" class="inline">{hidden_csrf(csrf)}'
                f'<button type="submit" class="link">Sign out</button></form></nav>')
@@ -121,6 +122,36 @@ def report_banner(job_id: str) -> str:
     """The line put on top of the audit card when the web view serves it (the card's own style only)."""
     return ('<body><p style="margin:0 0 12px;font:14px system-ui,sans-serif">'
             f'<a href="/ui/jobs/{e(job_id)}">← back to {e(job_id)}</a></p>')
+
+
+def compare_banner(job_a: str, job_b: str) -> str:
+    """The line put on top of a comparison page when the web view serves it."""
+    return ('<body><p style="margin:0 0 12px;font:14px system-ui,sans-serif">'
+            f'<a href="/ui/compare?a={e(job_a)}&amp;b={e(job_b)}&amp;edit=1">← change the comparison</a> · '
+            f'<a href="/ui/jobs/{e(job_a)}">A: {e(job_a)}</a> · <a href="/ui/jobs/{e(job_b)}">B: {e(job_b)}</a></p>')
+
+
+def compare_page(jobs: list[JobPublic], principal: Principal, csrf: str, picked: tuple[str, str] = ("", "")) -> str:
+    """The form that picks two finished audits (or one audit twice, with two model labels) to compare."""
+
+    def options(chosen: str) -> str:
+        return "".join(f'<option value="{e(j.id)}"{" selected" if j.id == chosen else ""}>{e(j.id)} · '
+                       f'{e(j.verdict or j.kind)} · {short_when(j.finished_at)}</option>' for j in jobs)
+
+    if not jobs:
+        body = ('<section class="card"><h1>Compare two audits</h1><p class="empty">No finished audit yet: a '
+                'comparison needs two audit jobs that have SUCCEEDED (or one, to compare two of its models).</p></section>')
+        return layout("Compare", body, principal, csrf)
+    body = (f'<section class="card narrow"><h1>Compare two audits</h1>'
+            f'<p class="hint">Per task and data size n: B minus A, paired by seed, with its interval and a '
+            f'Holm-adjusted test. Both audits must use the same data, splits and attacker.</p>'
+            f'<form method="get" action="/ui/compare">'
+            f'<label for="a">A (before)</label><select id="a" name="a">{options(picked[0])}</select>'
+            f'<label for="b">B (after)</label><select id="b" name="b">{options(picked[1] or picked[0])}</select>'
+            f'<label for="model_a">model in A (optional)</label><input id="model_a" name="model_a" maxlength="200">'
+            f'<label for="model_b">model in B (optional)</label><input id="model_b" name="model_b" maxlength="200">'
+            f'<button type="submit">Compare</button></form></section>')
+    return layout("Compare", body, principal, csrf)
 
 
 def jobs_page(jobs: list[JobPublic], total: int, offset: int, limit: int, principal: Principal, csrf: str,

@@ -1,4 +1,4 @@
-"""The web view's routes (``/ui``): sign in with an API key, jobs with live progress, reports, schedules.
+"""The web view's routes (``/ui``): sign in with an API key, jobs with live progress, reports, comparisons, schedules.
 
 These are plain Starlette routes, outside the API schema: they authenticate with the session cookie
 (:mod:`service.ui.sessions`) and answer pages, not JSON. What they show comes from the same functions as the
@@ -23,6 +23,7 @@ from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from mlac.errors import MlacError
+from mlac.jobs import audits as job_audits
 from service.auth import Principal
 from service.errors import NotFoundError, status_for
 from service.routes import jobs as job_routes
@@ -287,6 +288,38 @@ async def job_figure(request: Request, state: AppState, session: Session, princi
     return answer
 
 
+# -- comparisons
+
+def _compare_html(state: AppState, job_a: str, job_b: str, model_a: str | None, model_b: str | None,
+                  principal: Principal) -> str:
+    from mlac.audit.compare import compare
+    from mlac.audit.compare_report import comparison_html
+    from service.routes.comparisons import audit_result
+
+    a = audit_result(state, job_a, principal.owner_filter)
+    b = a if job_b == job_a else audit_result(state, job_b, principal.owner_filter)
+    return state.redactor.text(comparison_html(compare(a, b, model_a=model_a, model_b=model_b)))
+
+
+async def compare_view(request: Request, state: AppState, session: Session, principal: Principal) -> Response:
+    """With ``?a=&b=`` the comparison page (self-contained, no script); without, the form that picks them."""
+    q = request.query_params
+    job_a, job_b = q.get("a", ""), q.get("b", "")
+    if not job_a or not job_b or q.get("edit"):
+        items, _ = await run_in_threadpool(lambda: state.store.list_jobs(principal.owner_filter, state="SUCCEEDED",
+                                                                          limit=200, offset=0))
+        audits = [job_routes.view(state, j) for j in items if job_audits(j.kind)]
+        return page(pages.compare_page(audits, principal, session.csrf, (job_a, job_b)))
+    for value in (job_a, job_b):
+        if not JOB_ID.match(value):
+            raise NotFoundError(f"no such job {value[:40]!r}")
+    html = await run_in_threadpool(_compare_html, state, job_a, job_b, q.get("model_a") or None, q.get("model_b") or None,
+                                   principal)
+    body = html.replace("<body>", pages.compare_banner(job_a, job_b), 1)
+    return HTMLResponse(body, headers={"Content-Security-Policy": REPORT_CSP, "X-Content-Type-Options": "nosniff",
+                                       "Cache-Control": "no-store"})
+
+
 # -- schedules
 
 async def schedules_list(request: Request, state: AppState, session: Session, principal: Principal) -> Response:
@@ -355,6 +388,7 @@ def ui_routes() -> list[Route]:
         Route("/ui/jobs/{job_id}/report", signed_in(job_report), methods=["GET"]),
         Route("/ui/jobs/{job_id}/result.json", signed_in(job_result), methods=["GET"]),
         Route("/ui/jobs/{job_id}/figures/{name}.png", signed_in(job_figure), methods=["GET"]),
+        Route("/ui/compare", signed_in(compare_view), methods=["GET"]),
         Route("/ui/schedules", signed_in(schedules_list), methods=["GET"]),
         Route("/ui/schedules/{schedule_id}", signed_in(schedule_detail), methods=["GET"]),
         Route("/ui/schedules/{schedule_id}/pause", signed_in(_toggle(False), post=True), methods=["POST"]),

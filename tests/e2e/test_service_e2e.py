@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,51 +20,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.health import wait_healthy
+from tests.e2e.server import ADMIN, Server, free_port
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
-ADMIN = "e2e-admin-key-0123456789"
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """``python -m service serve`` in its own process group."""
-
-    def __init__(self, data_dir: Path, port: int) -> None:
-        self.data_dir, self.port = data_dir, port
-        self.url = f"http://127.0.0.1:{port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = {**os.environ, "MLAC_ADMIN_KEY": ADMIN, "MLAC_LEASE_S": "6", "MLAC_SCHEDULER_ENABLED": "false",
-               "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-               "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
-        env.pop("RAY_ADDRESS", None)
-        log = (self.data_dir.parent / f"server-{time.time():.0f}.log").open("wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "service", "serve", "--data-dir", str(self.data_dir),
-                                      "--port", str(self.port), "--num-cpus", "2"],
-                                     cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_healthy(self.url, lambda: self.proc.poll() is None, lambda: f"see {log.name}", 180)
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group (the server and the Ray it started)."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(30)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 def _get(c: httpx.Client, path: str) -> Any:
@@ -85,7 +42,7 @@ def _optuna_trials(db: Path) -> dict[str, list[Any]]:
 
 
 def test_upload_censor_then_audit_survives_a_killed_server(tmp_path: Path, tiny_checkpoint_dir: Path) -> None:
-    server = Server(tmp_path / "data", _free_port())
+    server = Server(tmp_path / "data", free_port())
     server.start()
     headers = {"Authorization": f"Bearer {ADMIN}"}
     try:

@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from safetensors.torch import load_file, save_file
 
+from mlac.contracts import JobOutcome
 from mlac.job_failure import JobFailure
 from service.runners import InProcessRunner
 
@@ -107,8 +108,8 @@ class _Sink:
     def event(self, job_id: str, event: dict[str, Any]) -> None:
         pass
 
-    def finished(self, job_id: str, state: str, result_path: str | None, failure: JobFailure | None) -> None:
-        self.state, self.failure = state, failure
+    def finished(self, job_id: str, outcome: JobOutcome) -> None:
+        self.state, self.failure = outcome.state, outcome.failure
         self.done.set()
 
 

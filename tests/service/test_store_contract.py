@@ -17,7 +17,7 @@ from service.errors import (
     StoreUnavailableError,
 )
 from service.store import get_store
-from service.store.records import Checkpoint, DatasetRec, NewJob, Schedule, TrialResult
+from service.store.records import Checkpoint, DatasetRec, NewJob, Schedule, TrialRecord
 from service.store.tables import VERSION_TABLE, metadata
 
 
@@ -138,9 +138,9 @@ def test_eight_threads_one_idempotency_key_make_one_job(store) -> None:
 
 def test_trial_results_are_written_once(store) -> None:
     job, _ = store.create_job(_job())
-    r = TrialResult(job_id=job.id, study="m:harmful:n20:s0", trial=3, value=0.7, payload={"ok": True})
+    r = TrialRecord(job_id=job.id, study="m:harmful:n20:s0", trial=3, value=0.7, payload={"ok": True})
     assert store.record_trial(r) is True
-    assert store.record_trial(TrialResult(job_id=job.id, study=r.study, trial=3, value=0.1, payload={})) is False
+    assert store.record_trial(TrialRecord(job_id=job.id, study=r.study, trial=3, value=0.1, payload={})) is False
     rows = store.trial_results(job.id)
     assert len(rows) == 1 and rows[0].value == 0.7
 

@@ -191,7 +191,9 @@ def test_cli_submit_retries_with_one_idempotency_key_and_makes_one_job(client: T
             return answer
 
     lossy = LostFirstAnswer()
-    monkeypatch.setattr(cli, "_client", lambda args: lossy)
+    from service.client import Client
+
+    monkeypatch.setattr(cli, "_client", lambda args: Client(http=lossy))
     monkeypatch.setattr(cli.time, "sleep", lambda s: None)
     options = {"audit": {"baselines": ["random"], "tiny_base": True, "sizes": [8]}}
     (tmp_path / "options.json").write_text(json.dumps(options), encoding="utf-8")

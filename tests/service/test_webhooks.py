@@ -18,6 +18,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from mlac.contracts import JobOutcome
 from service.app import create_app
 from service.egress import EgressPolicy, IPAddress, denial_reason
 from service.settings import Settings
@@ -226,7 +227,7 @@ def _finished_job(client: TestClient, owner: str, url: str) -> str:
     state = client.app.state.ctx  # type: ignore[attr-defined]
     job, _ = state.store.create_job(NewJob(owner=owner, kind="audit", spec={}, spec_hash="h", webhook_url=url))
     state.store.start_job(job.id, "test", time.time() + 60)
-    state.dispatcher.sink.finished(job.id, "FAILED", None, None)  # enqueues job.completed in the outbox
+    state.dispatcher.sink.finished(job.id, JobOutcome("FAILED"))  # enqueues job.completed in the outbox
     return str(job.id)
 
 

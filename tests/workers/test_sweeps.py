@@ -17,8 +17,8 @@ from ray.util.state import list_tasks
 
 from mlac.audit.presets import build_request
 from mlac.audit.runner import run_audit
-from mlac.audit.search import InProcessExecutor
-from mlac.job_failure import JobFailure
+from mlac.audit.scheduling import InProcessExecutor
+from mlac.contracts import JobOutcome
 from workers.jobs import JobRunner
 from workers.settings import RaySettings
 from workers.trial_store import TrialResultStore
@@ -37,8 +37,8 @@ class RecordingSink:
     def event(self, job_id: str, event: dict[str, Any]) -> None:
         self.events.append(event)
 
-    def finished(self, job_id: str, state: str, result_path: str | None, failure: JobFailure | None) -> None:
-        self.outcome = {"state": state, "result_path": result_path, "error": failure}
+    def finished(self, job_id: str, outcome: JobOutcome) -> None:
+        self.outcome = {"state": outcome.state, "result_path": outcome.result_path, "error": outcome.failure}
         self.done.set()
 
 

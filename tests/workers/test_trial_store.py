@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 from typing import Any
 
+from mlac.contracts import TrialResult
 from workers.executor import execute_trial
-from workers.trial_store import TrialResultStore, spec_hash
+from workers.trial_store import TrialResultStore, spec_hash, study_folder
 
 
 def _spec(trial_seed: int = 7, **changes: Any) -> dict[str, Any]:
@@ -18,23 +20,29 @@ def _spec(trial_seed: int = 7, **changes: Any) -> dict[str, Any]:
     return spec
 
 
+def _result(report_accuracy: float) -> TrialResult:
+    return TrialResult(ok=True, selection_curve=((10, 0.5),), best_selection_accuracy=0.5, best_step=10,
+                       report_accuracy=report_accuracy, steps_run=10, pruned=False, wall_s=0.1, flops=1.0,
+                       report_majority_rate=0.5, node_id="node-a", worker_pid=42)
+
+
 def test_first_write_wins(tmp_path: Path) -> None:
     store = TrialResultStore(tmp_path)
-    first, mine = store.put_once(_spec(), {"ok": True, "report_accuracy": 0.6})
-    assert mine and first["report_accuracy"] == 0.6
-    second, mine2 = store.put_once(_spec(), {"ok": True, "report_accuracy": 0.9})
-    assert not mine2 and second["report_accuracy"] == 0.6
-    assert store.get(_spec())["report_accuracy"] == 0.6
+    first, mine = store.put_once(_spec(), _result(0.6))
+    assert mine and first.report_accuracy == 0.6
+    second, mine2 = store.put_once(_spec(), _result(0.9))
+    assert not mine2 and second == _result(0.6)
+    assert store.get(_spec()) == _result(0.6)
     assert store.count() == 1
 
 
 def test_concurrent_attempts_store_exactly_one(tmp_path: Path) -> None:
     store = TrialResultStore(tmp_path)
-    outcomes: list[tuple[dict[str, Any], bool]] = []
+    outcomes: list[tuple[TrialResult, bool]] = []
     lock = threading.Lock()
 
     def attempt(value: float) -> None:
-        got = store.put_once(_spec(), {"ok": True, "report_accuracy": value})
+        got = store.put_once(_spec(), _result(value))
         with lock:
             outcomes.append(got)
 
@@ -44,7 +52,7 @@ def test_concurrent_attempts_store_exactly_one(tmp_path: Path) -> None:
     for t in threads:
         t.join()
     assert sum(mine for _, mine in outcomes) == 1
-    assert len({r["report_accuracy"] for r, _ in outcomes}) == 1
+    assert len({r.report_accuracy for r, _ in outcomes}) == 1
     assert store.count() == 1 and not list(tmp_path.rglob(".tmp-*"))
 
 
@@ -58,7 +66,21 @@ def test_keys_separate_trials_studies_and_specs(tmp_path: Path) -> None:
 
 def test_a_retried_trial_returns_the_stored_result_without_running(tmp_path: Path) -> None:
     store = TrialResultStore(tmp_path)
-    store.put_once(_spec(), {"ok": True, "report_accuracy": 0.55})
+    store.put_once(_spec(), _result(0.55))
     # The checkpoint path does not exist: running the trial would fail, so this proves it was not re-run.
     result = execute_trial(_spec(), 1.0, str(tmp_path))
-    assert result["ok"] and result["report_accuracy"] == 0.55 and result["reused"] is True
+    assert result == {**_result(0.55).to_dict(), "reused": True}
+
+
+def test_the_file_is_the_plain_trial_result(tmp_path: Path) -> None:
+    """The stored file is exactly TrialResult.to_dict (sorted keys) under the study's folder, as job folders written
+    before the typed results hold it: a resumed job finds its trials."""
+    store = TrialResultStore(tmp_path)
+    store.put_once(_spec(), _result(0.6))
+    path = store.path(_spec())
+    assert path.parent.name == study_folder(_spec()) == "base__harmful__n20__s0"
+    assert path.read_text(encoding="utf-8") == json.dumps(_result(0.6).to_dict(), sort_keys=True)
+    assert json.loads(path.read_text(encoding="utf-8")) == {
+        "ok": True, "selection_curve": [[10, 0.5]], "best_selection_accuracy": 0.5, "best_step": 10,
+        "report_accuracy": 0.6, "steps_run": 10, "pruned": False, "wall_s": 0.1, "flops": 1.0,
+        "report_majority_rate": 0.5, "seen_ids": {}, "node_id": "node-a", "worker_pid": 42}

@@ -9,8 +9,11 @@ import optuna
 import torch
 
 from mlac.audit.runner import subset_seed
-from mlac.audit.search import InProcessExecutor, SearchConfig, SearchSpace, StudyDriver, StudyKey
+from mlac.audit.scheduling import InProcessExecutor
+from mlac.audit.space import SearchConfig, SearchSpace
+from mlac.audit.study import StudyDriver
 from mlac.audit.trial import TrialSpec, WorkerContext
+from mlac.contracts import StudyKey
 from mlac.data import load_saved_dataset, make_splits
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -14,7 +14,8 @@ from mlac.audit.cost import audit_cost, censor_cost, job_cost, max_steps
 from mlac.audit.presets import build_request
 from mlac.audit.protocol import AuditRequest, expand, plan_counts
 from mlac.audit.runner import PreparedAudit, run_studies
-from mlac.audit.search import InProcessExecutor, SearchConfig, SearchSpace, reference_grid
+from mlac.audit.scheduling import InProcessExecutor
+from mlac.audit.space import SearchConfig, SearchSpace, reference_grid
 from mlac.audit.trial import WorkerContext
 from mlac.censor.config import MLACConfig
 

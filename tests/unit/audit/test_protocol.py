@@ -9,7 +9,7 @@ import pytest
 from mlac.audit.presets import PRESETS, build_request
 from mlac.audit.protocol import AuditRequest, expand, model_labels, plan_counts
 from mlac.audit.runner import run_audit
-from mlac.audit.search import SearchSpace
+from mlac.audit.space import SearchSpace
 from mlac.errors import CheckpointError, ConfigError, DataError
 
 

@@ -2,7 +2,7 @@
 most 0.01 best accuracy against no pruning, while the old rule (no warm-up, pruned trials counted toward
 patience) loses clearly more (the negative control).
 
-The objective is synthetic but runs through the real :class:`~mlac.audit.search.StudyDriver` (TPE, the
+The objective is synthetic but runs through the real :class:`~mlac.audit.study.StudyDriver` (TPE, the
 prune rule shipped in every spec, patience): a trial "learns" only after an onset that grows as its learning
 rate falls, and the slow starters reach the highest accuracy - the shape of an attack on a defended model.
 """
@@ -17,8 +17,10 @@ from typing import Any
 import optuna
 import pytest
 
-from mlac.audit.search import SearchConfig, SearchSpace, StudyDriver, StudyKey, derived_seed
+from mlac.audit.space import SearchConfig, SearchSpace, derived_seed
+from mlac.audit.study import StudyDriver
 from mlac.audit.trial import PruneRule, TrialSpec
+from mlac.contracts import StudyKey
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SPACE = SearchSpace(lr_low=1e-4, lr_high=3e-2, steps_min=100, steps_max=1000, steps_step=100, batch_sizes=(12,),
@@ -106,9 +108,9 @@ def test_the_default_pruning_rule_keeps_late_starters(unpruned: SearchConfig) ->
 
 def test_negative_control_the_old_rule_kills_late_starters(unpruned: SearchConfig, monkeypatch: pytest.MonkeyPatch) -> None:
     """No warm-up and pruned trials counted toward patience (the rule before this fix) loses far more."""
-    import mlac.audit.search as search
+    import mlac.audit.study as study
 
-    monkeypatch.setattr(search, "_since_best", counting_pruned_since_best)
+    monkeypatch.setattr(study, "_since_best", counting_pruned_since_best)
     loss = mean_loss(SearchConfig(**BUDGET, prune_warmup_fraction=0.0), unpruned)
     print(f"old rule: mean best-accuracy loss vs unpruned {loss:+.4f}")
     assert loss > 3 * MAX_LOSS

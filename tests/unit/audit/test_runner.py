@@ -13,7 +13,7 @@ import torch
 
 from mlac.audit.presets import build_request
 from mlac.audit.runner import STUDIES_FILE, execute_audit, run_audit
-from mlac.audit.search import InProcessExecutor
+from mlac.audit.scheduling import InProcessExecutor
 from mlac.audit.trial import WorkerContext
 from mlac.errors import StoppedError
 

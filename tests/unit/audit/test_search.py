@@ -12,19 +12,12 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from mlac.attacks import AttackParams
-from mlac.audit.search import (
-    VERSION_ATTR,
-    InProcessExecutor,
-    SearchConfig,
-    SearchSpace,
-    StudyDriver,
-    StudyKey,
-    _since_best,
-    check_study_version,
-    open_storage,
-    reference_grid,
-)
+from mlac.audit.scheduling import InProcessExecutor
+from mlac.audit.space import SearchConfig, SearchSpace, reference_grid
+from mlac.audit.storage import VERSION_ATTR, check_study_version, open_storage
+from mlac.audit.study import StudyDriver, _since_best
 from mlac.audit.trial import PruneRule, TrialSpec, WorkerContext
+from mlac.contracts import ProgressEvent, StudyKey
 from mlac.errors import ConfigError, StoppedError
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -130,10 +123,24 @@ def test_search_space_and_config_errors() -> None:
         open_storage("nowhere")
 
 
+def test_the_space_accepts_every_registered_attack_kind() -> None:
+    """Kinds are checked against the attack registry when a space is made: one registered at run time passes."""
+    from mlac.attacks import attack_kinds, get_attack, register_attack, unregister_attack
+
+    assert SearchSpace(kinds=attack_kinds()).kinds == attack_kinds()
+    register_attack("probe_again", get_attack("probe"))
+    try:
+        assert SearchSpace(kinds=("probe", "probe_again")).kinds == ("probe", "probe_again")
+    finally:
+        unregister_attack("probe_again")
+    with pytest.raises(ConfigError, match="unknown kinds"):
+        SearchSpace(kinds=("probe_again",))
+
+
 def test_study_name_is_deterministic_and_budget_free(tiny_checkpoint: Path, audit_dataset: Path) -> None:
     from dataclasses import replace
 
-    from mlac.audit.search import study_identity, study_name
+    from mlac.audit.study import study_identity, study_name
 
     key = StudyKey("tiny", str(tiny_checkpoint), "harmful", 40, 0)
     spec = TrialSpec(checkpoint=str(tiny_checkpoint), dataset=str(audit_dataset), task="harmful", n=40, subset_seed=0,
@@ -194,9 +201,9 @@ def test_a_crash_with_trials_in_flight_changes_nothing(tmp_path: Path, tiny_chec
     in_flight = crashed.next_specs()  # the second batch was running when the process died
     assert len(in_flight) == 2
     ex = Counting()
-    events: list[dict[str, Any]] = []
+    events: list[ProgressEvent] = []
     resumed_driver = _driver(tiny_checkpoint, audit_dataset, open_storage(url), ex, cfg, on_trial=events.append)
-    assert [e["trial"] for e in events if e.get("replayed")] == [0, 1]  # finished trials announced again
+    assert [e.trial for e in events if e.replayed] == [0, 1]  # finished trials announced again
     resumed = resumed_driver.run()
     assert ex.executed == 2 + 1 + 2  # the interrupted two, the fifth, two reruns: nothing else, no extra budget
     assert _trials(resumed_driver) == _trials(undisturbed)

@@ -19,8 +19,11 @@ import torch
 
 from mlac.audit.grid import run_grid
 from mlac.audit.runner import subset_seed
-from mlac.audit.search import InProcessExecutor, SearchConfig, SearchSpace, StudyDriver, StudyKey
+from mlac.audit.scheduling import InProcessExecutor
+from mlac.audit.space import SearchConfig, SearchSpace
+from mlac.audit.study import StudyDriver
 from mlac.audit.trial import TrialSpec, WorkerContext
+from mlac.contracts import StudyKey
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SPACE = SearchSpace(lr_low=1e-4, lr_high=3e-2, steps_min=20, steps_max=100, steps_step=20, batch_sizes=(12,),

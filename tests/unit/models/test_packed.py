@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import pytest
 import torch
 from transformers import AutoModel, DistilBertConfig
 
-from mlac.attacks import lora_trunk
+from mlac.attacks import AttackParams, get_attack, lora_trunk
 from mlac.models import build_tiny_bert
 from mlac.models.packed import packed_hidden, supports_packed
 
@@ -33,19 +35,31 @@ def test_packed_hidden_equals_the_padded_forward_on_real_tokens() -> None:
     torch.testing.assert_close(model.features(ids, mask, packed=True), model(ids, mask), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("lora", [False, True])
-def test_packed_gradients_equal_the_padded_gradients(lora: bool) -> None:
+@pytest.mark.parametrize("lora", [False, "peft", "functional"])
+def test_packed_gradients_equal_the_padded_gradients(lora: bool | str) -> None:
     model, _ = build_tiny_bert(3, seed=1)
-    if lora:
+    applied = nullcontext
+    if lora == "peft":
         model.trunk = lora_trunk(model.trunk, 4, seed=0)  # type: ignore[assignment]
+    params = [p for p in model.trunk.parameters() if p.requires_grad]
+    if lora == "functional":  # the audit's LoRA: forward hooks on the shared trunk's linear layers
+        setup = get_attack("lora").setup(model, AttackParams(kind="lora", lora_r=4), seed=0)
+        applied, params = setup.applied, list(setup.trainable.values())
+        with torch.no_grad():
+            for p in params[1::2]:  # B starts at zero: give it values so that the adapters matter
+                p.normal_(0.0, 0.1, generator=torch.Generator().manual_seed(2))
     model.eval()  # no dropout: both ways compute the same function
     ids, mask = _batch([9, 25, 14, 25, 2], seed=1)
-    params = [p for p in model.trunk.parameters() if p.requires_grad]
     grads = []
     for packed in (False, True):
         model.zero_grad(set_to_none=True)
-        model.features(ids, mask, packed=packed).pow(2).sum().backward()
+        for p in params:
+            p.grad = None
+        with applied():
+            model.features(ids, mask, packed=packed).pow(2).sum().backward()
         grads.append([p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in params])
+    if lora == "functional":  # every adapter but a pooler's (unused by the hidden states) gets a gradient
+        assert sum(int(g.abs().sum() > 0) for g in grads[0]) >= len(params) - 2
     for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 

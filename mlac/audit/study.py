@@ -1,19 +1,22 @@
-"""Optuna search of one (model, task, n, seed): TPE, pruning, patience, resume, reruns of the winner.
+"""The study driver: the Optuna search of one (model, task, n, seed): TPE, pruning, patience, resume, reruns
+of the winner.
 
 The driver asks Optuna for trials and tells it their results (ask/tell); the trials themselves run
-through a :class:`TrialExecutor`, which receives plain dicts (:class:`~mlac.audit.trial.TrialSpec`)
-and returns plain dicts, so the Ray layer can run a batch of them in parallel on other machines.
+through a :class:`~mlac.audit.scheduling.TrialExecutor`, which receives plain dicts
+(:class:`~mlac.audit.trial.TrialSpec`) and returns plain dicts (:class:`~mlac.contracts.TrialResult`, read
+back at :meth:`StudyDriver.deliver`), so the Ray layer can run a batch of them in parallel on other machines.
 Pruning needs no storage access from the workers: each spec carries the curves of the trials already
 finished (:class:`~mlac.audit.trial.PruneRule`, the median rule).
 
 A driver is a small state machine (:meth:`StudyDriver.next_specs` / :meth:`StudyDriver.deliver`):
-:func:`run_studies_lockstep` keeps several studies in flight and sends their batches to the executor
+:func:`~mlac.audit.scheduling.run_studies_lockstep` keeps several studies in flight and sends their batches to the executor
 together, so a parallel executor stays busy while every study's own sequence of asks and tells, and
 hence its result, is exactly what it would be alone.
 
 Strength: with ``grid_start`` the study begins with the reference grid (:func:`reference_grid`,
 enqueued before any TPE trial), so the searched attacker is never weaker on the selection split than
-that grid; patience starts counting only once the grid has run.
+that grid; patience starts counting only once the grid has run. The space, the budget and the grid are
+in :mod:`mlac.audit.space`, the storages in :mod:`mlac.audit.storage`.
 
 Resume: the study name is a hash of everything that determines the study's trials (model sha256,
 task, n, seed, dataset fingerprint, split and trial settings, search space, sampler and pruning
@@ -35,173 +38,39 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.samplers import TPESampler
 from optuna.trial import FrozenTrial, TrialState
 
-from mlac.attacks import KINDS, OPTIMIZERS, SCHEDULES, AttackParams
-from mlac.audit.trial import PruneRule, TrialSpec, WorkerContext, run_trial
+from mlac.attacks import AttackParams
+from mlac.audit.space import SearchConfig, SearchSpace, derived_seed, reference_grid
+from mlac.audit.storage import check_study_version
+from mlac.audit.trial import PruneRule, TrialSpec
+from mlac.contracts import ProgressEvent, StudyKey, TrialResult
 from mlac.errors import ConfigError, MlacError, StoppedError
 
-#: Optional keys an executor adds to a trial result to say where it ran; kept as the "placement" user attribute.
-PLACEMENT_KEYS = ("node_id", "worker_pid")
+if TYPE_CHECKING:
+    from mlac.audit.scheduling import TrialExecutor
+
 #: What a finished trial's "outcome" user attribute keeps.
 OUTCOME_KEYS = ("report_accuracy", "wall_s", "flops", "steps_run", "best_step", "report_majority_rate")
 #: What each rerun of the winner keeps.
 RERUN_KEYS = ("report_accuracy", "best_selection_accuracy", "wall_s", "flops", "report_majority_rate")
-#: The reference grid the searched attacker must match (PROTOCOL.md, "What makes a verdict trustworthy").
-GRID_LRS = (1e-4, 3e-4, 1e-3, 3e-3)
-GRID_STEPS = (100, 300, 1000)
-#: Study user attributes: the Optuna version that created the study and the sampler it was run with.
-VERSION_ATTR, SAMPLER_ATTR = "optuna_version", "sampler"
+#: Study user attribute: the sampler settings a study was run with.
+SAMPLER_ATTR = "sampler"
 log = logging.getLogger(__name__)
 
-Progress = Callable[[dict[str, Any]], None]
 ShouldStop = Callable[[], bool]
+#: Called once per finished trial (:meth:`ProgressEvent.finished_trial`), replayed ones included.
+OnTrial = Callable[[ProgressEvent], None]
 
 
 class SearchError(MlacError):
     """Every trial of a search failed: the first traceback is in the message."""
 
     code = "search_failed"
-
-
-def derived_seed(*parts: object) -> int:
-    """A 31-bit seed derived from ``parts`` (stable across processes and Python versions)."""
-    return int.from_bytes(hashlib.sha256(":".join(map(str, parts)).encode()).digest()[:4], "little") >> 1
-
-
-@dataclass(frozen=True)
-class SearchSpace:
-    """The attacker's hyperparameter space (default: PROTOCOL.md's reference space)."""
-
-    lr_low: float = 1e-5
-    lr_high: float = 1e-2
-    steps_min: int = 100
-    steps_max: int = 1000
-    steps_step: int = 100
-    batch_sizes: tuple[int, ...] = (12, 24, 48)
-    kinds: tuple[str, ...] = ("probe", "full")
-    optimizers: tuple[str, ...] = ("adam",)
-    schedules: tuple[str, ...] = ("constant",)
-    weight_decays: tuple[float, ...] = (0.0,)
-
-    def __post_init__(self) -> None:
-        for name in ("batch_sizes", "kinds", "optimizers", "schedules", "weight_decays"):
-            value = tuple(getattr(self, name))
-            object.__setattr__(self, name, value)
-            if not value:
-                raise ConfigError(f"the search space is empty: {name} has no values; give at least one")
-        if not (0 < self.lr_low <= self.lr_high) or not math.isfinite(self.lr_high):
-            raise ConfigError(f"the lr range must satisfy 0 < low <= high, got [{self.lr_low}, {self.lr_high}]")
-        if not (1 <= self.steps_min <= self.steps_max) or self.steps_step < 1:
-            raise ConfigError(f"the steps range is empty: [{self.steps_min}, {self.steps_max}] by {self.steps_step}")
-        for bad, allowed, name in ((self.kinds, KINDS, "kinds"), (self.optimizers, OPTIMIZERS, "optimizers"),
-                                   (self.schedules, SCHEDULES, "schedules")):
-            unknown = sorted(set(bad) - set(allowed))
-            if unknown:
-                raise ConfigError(f"unknown {name} {unknown}; choose from {allowed}")
-        if any(b < 1 for b in self.batch_sizes):
-            raise ConfigError("batch sizes must be at least 1")
-
-    def suggest(self, trial: optuna.Trial) -> AttackParams:
-        """Draw one configuration (dimensions with a single value are fixed, not searched)."""
-
-        def choice(name: str, values: tuple[Any, ...]) -> Any:
-            return values[0] if len(values) == 1 else trial.suggest_categorical(name, list(values))
-
-        lr = self.lr_low if self.lr_low == self.lr_high else trial.suggest_float("lr", self.lr_low, self.lr_high, log=True)
-        steps = self.steps_min
-        if self.steps_max > self.steps_min:
-            high = self.steps_min + (self.steps_max - self.steps_min) // self.steps_step * self.steps_step
-            steps = trial.suggest_int("steps", self.steps_min, high, step=self.steps_step)
-        return AttackParams(
-            kind=choice("kind", self.kinds), lr=lr, steps=steps, batch_size=choice("batch_size", self.batch_sizes),
-            optimizer=choice("optimizer", self.optimizers), schedule=choice("schedule", self.schedules),
-            weight_decay=choice("weight_decay", self.weight_decays),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain form."""
-        return asdict(self)
-
-    def fixed_params(self, params: AttackParams) -> dict[str, Any]:
-        """``params`` as Optuna trial parameters (only the searched dimensions), for ``enqueue_trial``."""
-        values = {"kind": params.kind, "batch_size": params.batch_size, "optimizer": params.optimizer,
-                  "schedule": params.schedule, "weight_decay": params.weight_decay}
-        dims = {"kind": self.kinds, "batch_size": self.batch_sizes, "optimizer": self.optimizers,
-                "schedule": self.schedules, "weight_decay": self.weight_decays}
-        out: dict[str, Any] = {k: v for k, v in values.items() if len(dims[k]) > 1}
-        if self.lr_low != self.lr_high:
-            out["lr"] = params.lr
-        if self.steps_max > self.steps_min:
-            out["steps"] = params.steps
-        return out
-
-
-@dataclass(frozen=True)
-class SearchConfig:
-    """Budget and rules of one search (defaults: PROTOCOL.md's, except reruns 5 instead of 15)."""
-
-    max_trials: int = 50
-    patience: int = 15
-    reruns: int = 5
-    eval_every: int = 50
-    parallelism: int = 1
-    tpe_startup_trials: int = 10
-    prune: bool = True
-    prune_min_reference: int = 3
-    prune_warmup_steps: int = 0
-    prune_warmup_fraction: float = 0.7
-    grid_start: bool = False
-
-    def __post_init__(self) -> None:
-        if self.max_trials < 1 or self.patience < 1 or self.reruns < 1 or self.eval_every < 1 or self.parallelism < 1:
-            raise ConfigError("max_trials, patience, reruns, eval_every and parallelism must all be at least 1")
-        if not 0.0 <= self.prune_warmup_fraction <= 1.0 or self.prune_warmup_steps < 0:
-            raise ConfigError("prune_warmup_fraction must be in [0, 1] and prune_warmup_steps >= 0")
-
-    def sampler_settings(self) -> dict[str, Any]:
-        """The sampler and pruner as the result records them (with the Optuna version)."""
-        return {"optuna_version": optuna.__version__, "sampler": "TPESampler", "constant_liar": True,
-                "n_startup_trials": self.tpe_startup_trials, "seeding": "sha256(tpe, seed, task, n, trial number)",
-                "grid_start": self.grid_start, "pruner": "median of best-so-far at equal steps" if self.prune else None,
-                "prune_min_reference": self.prune_min_reference, "prune_warmup_steps": self.prune_warmup_steps,
-                "prune_warmup_fraction": self.prune_warmup_fraction, "pruned_trials_count_toward_patience": False}
-
-
-def reference_grid(space: SearchSpace) -> list[AttackParams]:
-    """The fixed reference attacker inside ``space``: every kind x lr in :data:`GRID_LRS` (those outside the
-    space's lr range are replaced by its nearest end) at the largest :data:`GRID_STEPS` value the space
-    allows, Adam (or the space's first optimizer), constant schedule, the smallest batch size.
-
-    One run per (kind, lr) covers every grid steps value: the trial evaluates the selection split every
-    ``eval_every`` steps and keeps its best checkpoint, so a 1000-step run with a constant schedule contains
-    the 100- and 300-step runs (same seed, same data order) and can only choose better on selection."""
-    high = space.steps_min + (space.steps_max - space.steps_min) // space.steps_step * space.steps_step
-    allowed = [s for s in GRID_STEPS if space.steps_min <= s <= high]
-    steps = max(allowed) if allowed else high
-    lrs = sorted({min(max(lr, space.lr_low), space.lr_high) for lr in GRID_LRS})
-    optimizer = "adam" if "adam" in space.optimizers else space.optimizers[0]
-    schedule = "constant" if "constant" in space.schedules else space.schedules[0]
-    return [AttackParams(kind=kind, lr=lr, steps=steps, batch_size=min(space.batch_sizes), optimizer=optimizer,
-                         schedule=schedule, weight_decay=space.weight_decays[0])
-            for kind in space.kinds for lr in lrs]
-
-
-@dataclass(frozen=True)
-class StudyKey:
-    """One search: which model (label + checkpoint), task, n and seed."""
-
-    model: str
-    checkpoint: str
-    task: str
-    n: int
-    seed: int
-
 
 
 def study_identity(key: StudyKey, base_spec: TrialSpec, space: SearchSpace, config: SearchConfig, *,
@@ -246,86 +115,6 @@ class StudyResult:
     majority_rate: float | None = None
 
 
-class TrialExecutor(Protocol):
-    """Runs a batch of trial specs (plain dicts) and returns their result dicts, in the same order.
-
-    An executor may also have an ``int`` attribute ``concurrency`` (how many trials it runs at once);
-    the runner then keeps enough studies in flight to fill it (see :func:`run_studies_lockstep`).
-    """
-
-    def map(self, specs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Run every spec (possibly in parallel); a failure is a result dict with ``ok=False``."""
-        ...
-
-
-class InProcessExecutor:
-    """Runs trials one after the other in this process, sharing one :class:`WorkerContext`."""
-
-    concurrency = 1
-
-    def __init__(self, context: WorkerContext | None = None) -> None:
-        self.context = context if context is not None else WorkerContext()
-        self.executed = 0
-
-    def map(self, specs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Run ``specs`` sequentially."""
-        out = []
-        for spec in specs:
-            self.executed += 1
-            out.append(run_trial(dict(spec), self.context))
-        return out
-
-
-def default_storage_url(out_dir: Path) -> str:
-    """The default storage of an audit folder: a SQLite file ``optuna.db`` in it."""
-    return f"sqlite:///{(Path(out_dir) / 'optuna.db').resolve()}"
-
-
-def _fast_sqlite(storage: optuna.storages.RDBStorage) -> None:
-    """WAL journal and ``synchronous=NORMAL``: a commit no longer waits for an fsync (5x fewer seconds per
-    trial on a busy disk); a crashed process still loses nothing that was committed."""
-    from sqlalchemy import event
-
-    def on_connect(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
-
-    event.listen(storage.engine, "connect", on_connect)
-    storage.engine.dispose()  # connections opened before the listener reconnect with it
-
-
-def open_storage(url: str | None) -> optuna.storages.BaseStorage | None:
-    """Optuna storage for ``url``: None = in memory; any SQLAlchemy URL (``sqlite:///x.db``,
-    ``postgresql://...``) or a path ending in ``.db``/``.sqlite`` = Optuna's RDB storage;
-    ``journal:PATH`` or a ``.journal``/``.log`` path = a journal file (multi-process safe, no driver)."""
-    if url is None or url == "memory":
-        return None
-    if url.endswith((".db", ".sqlite")) and "://" not in url:
-        path = Path(url).resolve()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        url = f"sqlite:///{path}"
-    if url.startswith("journal:") or url.endswith((".journal", ".log")):
-        from optuna.storages import JournalStorage
-        from optuna.storages.journal import JournalFileBackend
-
-        path = Path(url.removeprefix("journal:"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path)))
-    if "://" in url:
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            storage = optuna.storages.RDBStorage(url)
-        except Exception as exc:  # driver missing, bad URL, unreachable server: say which storage failed
-            raise ConfigError(f"cannot open the Optuna storage {url!r}: {exc}") from exc
-        if url.startswith("sqlite"):
-            _fast_sqlite(storage)
-        return storage
-    raise ConfigError(f"unknown Optuna storage {url!r}: use a database URL (sqlite:///PATH), a path ending in .db, "
-                      "or 'journal:PATH'")
-
 
 def _finished(study: optuna.Study) -> list[FrozenTrial]:
     return [t for t in study.get_trials(deepcopy=False) if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)]
@@ -356,29 +145,14 @@ def _since_best(trials: list[FrozenTrial]) -> int:
     return since
 
 
-def _major(version: str) -> str:
-    return version.split(".", 1)[0]
-
-
-def check_study_version(study: optuna.Study) -> None:
-    """Record the Optuna version on a new study; refuse to continue one written by another major version."""
-    stored = study.user_attrs.get(VERSION_ATTR)
-    if stored is None:
-        if not study.get_trials(deepcopy=False):
-            study.set_user_attr(VERSION_ATTR, optuna.__version__)
-        return
-    if _major(str(stored)) != _major(optuna.__version__):
-        raise ConfigError(f"study {study.study_name} was written by Optuna {stored}; this is Optuna "
-                          f"{optuna.__version__}, whose sampler would not continue the same sequence: resume it with "
-                          f"Optuna {_major(str(stored))}.x, or start a new audit folder / storage")
-
 
 class StudyDriver:
     """Runs one search end to end (see the module docstring).
 
     Phases: ``search`` (batches of ``config.parallelism`` TPE trials until the budget or patience ends
     it), ``reruns`` (one batch: the winner ``config.reruns`` times), ``done``. :meth:`run` drives it
-    with its own executor; :func:`run_studies_lockstep` drives many drivers through one executor.
+    with its own executor; :func:`~mlac.audit.scheduling.run_studies_lockstep` drives many drivers through one
+    executor.
     """
 
     def __init__(
@@ -393,7 +167,7 @@ class StudyDriver:
         storage: optuna.storages.BaseStorage | None,
         executor: TrialExecutor | None = None,
         should_stop: ShouldStop | None = None,
-        on_trial: Callable[[dict[str, Any]], None] | None = None,
+        on_trial: OnTrial | None = None,
         namespace: str | None = None,
     ) -> None:
         self.key, self.base_spec, self.space, self.config = key, base_spec, space, config
@@ -425,11 +199,11 @@ class StudyDriver:
         assert self.on_trial is not None
         for t in sorted(_finished(self.study), key=lambda t: t.number):
             if t.state == TrialState.FAIL:
-                self.on_trial({"ok": False, "trial": t.number, "replayed": True})
+                self.on_trial(ProgressEvent.finished_trial(t.number, ok=False, replayed=True))
             else:
                 value = t.value if t.state == TrialState.COMPLETE else max((v for v in t.intermediate_values.values()), default=None)
-                self.on_trial({"ok": True, "trial": t.number, "value": value, "pruned": t.state == TrialState.PRUNED,
-                               "replayed": True})
+                self.on_trial(ProgressEvent.finished_trial(t.number, ok=True, value=value,
+                                                           pruned=t.state == TrialState.PRUNED, replayed=True))
 
     @property
     def done(self) -> bool:
@@ -532,8 +306,10 @@ class StudyDriver:
             self._check_stop()
             self.deliver(self.executor.map(self._search_batch(min(left, self.config.parallelism))))
 
-    def deliver(self, results: Sequence[dict[str, Any]]) -> None:
-        """Results of the batch :meth:`next_specs` returned last, in the same order."""
+    def deliver(self, plain_results: Sequence[dict[str, Any]]) -> None:
+        """Results of the batch :meth:`next_specs` returned last, in the same order (plain
+        :meth:`TrialResult.to_dict` forms, as executors return them)."""
+        results = [TrialResult.from_dict(r) for r in plain_results]
         self.executed_now += len(results)
         if self.phase == "search":
             for (trial, _), result in zip(self._asked, results, strict=True):
@@ -541,36 +317,37 @@ class StudyDriver:
             self._asked = []
         elif self.phase == "reruns":
             assert self._best is not None  # set when the reruns were asked for
-            failed = [r for r in results if not r.get("ok")]
+            failed = [r for r in results if not r.ok]
             if failed:
                 raise SearchError(f"a rerun of the best configuration of {self.study.study_name} failed:\n"
-                                  f"{failed[0].get('error')}")
-            keep = [{k: r[k] for k in RERUN_KEYS if k in r} for r in results]
+                                  f"{failed[0].error}")
+            keep = [r.outcome(RERUN_KEYS) for r in results]
             self.study.set_user_attr("reruns", {"trial": self._best.number, "results": keep})
             self._reruns, self.phase = keep, "done"
 
-    def _tell(self, trial: optuna.Trial, result: dict[str, Any]) -> None:
+    def _tell(self, trial: optuna.Trial, result: TrialResult) -> None:
         """Record ``result`` (the parameters were stored when the trial was asked)."""
-        if not result.get("ok"):
-            trial.set_user_attr("error", str(result.get("error", "unknown error"))[-8000:])
+        if not result.ok:
+            error = result.error if result.error is not None else "unknown error"
+            trial.set_user_attr("error", error[-8000:])
             self.study.tell(trial, state=TrialState.FAIL)
-            log.warning("trial %d of %s failed: %s", trial.number, self.study.study_name, str(result.get("error"))[-300:])
+            log.warning("trial %d of %s failed: %s", trial.number, self.study.study_name, str(result.error)[-300:])
             if self.on_trial:
-                self.on_trial({"ok": False, "trial": trial.number})
+                self.on_trial(ProgressEvent.finished_trial(trial.number, ok=False))
             return
-        for step, acc in result["selection_curve"]:
+        for step, acc in result.selection_curve:
             trial.report(float(acc), int(step))
-        trial.set_user_attr("outcome", {k: result[k] for k in OUTCOME_KEYS if k in result})
-        placement = {k: result[k] for k in PLACEMENT_KEYS if result.get(k) is not None}
+        trial.set_user_attr("outcome", result.outcome(OUTCOME_KEYS))
+        placement = result.placement()
         if placement:  # where an executor ran the trial (e.g. a Ray node id and worker pid)
             trial.set_user_attr("placement", placement)
-        if result["pruned"]:
+        if result.pruned:
             self.study.tell(trial, state=TrialState.PRUNED)
         else:
-            self.study.tell(trial, float(result["best_selection_accuracy"]))
+            self.study.tell(trial, float(result.best_selection_accuracy))
         if self.on_trial:
-            self.on_trial({"ok": True, "trial": trial.number, "value": result["best_selection_accuracy"],
-                           "pruned": result["pruned"]})
+            self.on_trial(ProgressEvent.finished_trial(trial.number, ok=True, value=result.best_selection_accuracy,
+                                                       pruned=result.pruned))
 
     def best_trial(self) -> FrozenTrial:
         """The finished trial with the best selection accuracy (SearchError when every trial failed)."""
@@ -638,54 +415,3 @@ class StudyDriver:
                 self.deliver(self.executor.map(specs))
         return self.result()
 
-
-def run_studies_lockstep(
-    drivers: Sequence[StudyDriver],
-    executor: TrialExecutor,
-    *,
-    width: int = 1,
-    should_stop: ShouldStop | None = None,
-    on_done: Callable[[int, StudyResult], None] | None = None,
-) -> list[StudyResult]:
-    """Run every driver to the end, ``width`` studies at a time, their batches sent to ``executor`` together.
-
-    Each driver sees exactly the asks and tells it would see alone, so results do not depend on
-    ``width`` or on the executor. ``on_done(index, result)`` is called as each study finishes.
-    """
-    if width < 1:
-        raise ConfigError(f"width must be at least 1, got {width}")
-    results: dict[int, StudyResult] = {}
-    waiting = list(range(len(drivers)))
-    active: list[int] = []
-    while waiting or active:
-        while waiting and len(active) < width:
-            active.append(waiting.pop(0))
-        if should_stop is not None and should_stop():
-            raise StoppedError(f"audit stopped with {len(results)} of {len(drivers)} searches finished; "
-                               "run again with the same storage to resume")
-        batches: list[tuple[int, list[dict[str, Any]]]] = []
-        for i in list(active):
-            specs = drivers[i].next_specs()
-            if specs:
-                batches.append((i, specs))
-            else:  # finished without needing another batch (reruns reused from the storage)
-                active.remove(i)
-                results[i] = drivers[i].result()
-                if on_done:
-                    on_done(i, results[i])
-        if not batches:
-            continue
-        flat = [spec for _, specs in batches for spec in specs]
-        out = executor.map(flat)
-        if len(out) != len(flat):
-            raise SearchError(f"the executor returned {len(out)} results for {len(flat)} trial specs")
-        start = 0
-        for i, specs in batches:
-            drivers[i].deliver(out[start : start + len(specs)])
-            start += len(specs)
-            if drivers[i].done:
-                active.remove(i)
-                results[i] = drivers[i].result()
-                if on_done:
-                    on_done(i, results[i])
-    return [results[i] for i in range(len(drivers))]

@@ -44,7 +44,7 @@ def test_probe_fast_path_equals_slow_path(tiny_checkpoint: Path, audit_dataset: 
     assert cache.misses == 3 and cache.hits >= 3
 
 
-@pytest.mark.parametrize("kind", ["full", "lora", "probe"])
+@pytest.mark.parametrize("kind", ["full", "lora", "probe", "reinit"])
 def test_attack_leaves_model_untouched_and_is_deterministic(kind: str, tiny_checkpoint: Path, audit_dataset: Path) -> None:
     torch.set_num_threads(1)
     ctx = WorkerContext()
@@ -55,6 +55,7 @@ def test_attack_leaves_model_untouched_and_is_deterministic(kind: str, tiny_chec
     second = run_attack_trial(loaded.model, data, "harmful", 2, params, seed=3, eval_every=5)
     after = loaded.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(p.grad is None for p in loaded.model.parameters())  # no gradient reached the shared model
     assert first.selection_curve == second.selection_curve
     assert first.report_accuracy == second.report_accuracy
     assert first.steps_run == 10 and first.flops > 0
@@ -69,8 +70,8 @@ def test_report_ids_never_reach_training_or_selection(tiny_checkpoint: Path, aud
                              subset_seed=subset_seed, params={"kind": kind, "lr": 1e-3, "steps": 8, "batch_size": 24},
                              trial_seed=n, eval_every=4, record_ids=True)
             out = run_trial(spec.to_dict(), ctx)
-            assert out["ok"], out.get("error")
-            ids = out["seen_ids"]
+            assert out.ok, out.error
+            ids = out.seen_ids
             train, selection, report = set(ids["train"]), set(ids["selection"]), set(ids["report"])
             assert train and selection and report
             assert not report & train and not report & selection and not train & selection
@@ -85,7 +86,7 @@ def test_trial_records_failures_instead_of_raising(tiny_checkpoint: Path, audit_
     spec = TrialSpec(checkpoint=str(tiny_checkpoint), dataset=str(audit_dataset), task="harmful", n=10_000,
                      subset_seed=0, params={"kind": "probe", "lr": 1e-3, "steps": 5, "batch_size": 4}, trial_seed=0)
     out = run_trial(spec.to_dict(), WorkerContext())
-    assert not out["ok"] and "larger than the attack pool" in out["error"]
+    assert not out.ok and out.user_error and "larger than the attack pool" in str(out.error)
 
 
 def test_bad_attack_params() -> None:
