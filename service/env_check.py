@@ -18,8 +18,8 @@ from service.settings import Settings
 
 #: Read outside the service settings: the client commands (service.cli), the container entry point and health
 #: check (docker/), and the Ray layer (workers.settings, added in :func:`known_variables`).
-OTHER_READERS = ("MLAC_URL", "MLAC_API_KEY", "MLAC_PORT", "MLAC_HOST", "MLAC_ROLE_FILE", "MLAC_HEALTHCHECK_TIMEOUT",
-                 "MLAC_FUZZ_EXAMPLES")
+OTHER_READERS = ("MLAC_URL", "MLAC_API_KEY", "MLAC_CONFIG", "MLAC_PORT", "MLAC_HOST", "MLAC_ROLE_FILE",
+                 "MLAC_HEALTHCHECK_TIMEOUT", "MLAC_FUZZ_EXAMPLES")
 #: Documented for a feature that does not exist yet: named with the reason instead of a guess.
 NOT_YET_READ = {"MLAC_ARTIFACT_URL": "not read yet: every node must see the data directory at the same path "
                                      "(docs/scaling.md); an artifact store is planned"}

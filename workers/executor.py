@@ -20,6 +20,7 @@ from typing import Any
 import ray
 
 from mlac.audit.trial import WorkerContext, run_trial
+from mlac.contracts import study_label
 from mlac.errors import StoppedError
 from workers.metrics import audit_metrics
 from workers.resources import adopt_assigned_cpus, assigned_device, trial_gpus, trial_options
@@ -55,6 +56,16 @@ def execute_trial(spec: dict[str, Any], num_cpus: float, store_root: str | None)
         if not mine:
             result = replace(result, reused=True)
     return result.to_dict()
+
+
+def trial_task_name(job_id: str | None, spec: dict[str, Any]) -> str:
+    """The Ray task name of a trial (what the dashboard lists): job, study and attack kind, so that the trials of
+    concurrent audits can be told apart, e.g. ``mlac-trial job_ab12 censored/harmful/n20/s0 full``."""
+    tag = spec.get("tag") or {}
+    params = spec.get("params") or {}
+    study = study_label(tag.get("model", "?"), tag.get("task", spec.get("task")), tag.get("n", spec.get("n")),
+                        tag.get("seed", "?"), sep="/")
+    return " ".join(part for part in ("mlac-trial", job_id or "", study, str(params.get("kind", ""))) if part)
 
 
 @ray.remote
@@ -117,7 +128,7 @@ class RayTrialExecutor:
                     raise StoppedError("audit stopped: running trials were cancelled")
                 while queue and len(in_flight) < self.concurrency:
                     i = queue.pop(0)
-                    ref = run_trial_task.options(name="mlac-trial", **self.options).remote(
+                    ref = run_trial_task.options(name=trial_task_name(self.job_id, specs[i]), **self.options).remote(
                         dict(specs[i]), self.num_cpus, self.results_dir)
                     in_flight[ref] = i
                     self.running = list(in_flight)

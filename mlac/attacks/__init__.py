@@ -2,7 +2,8 @@
 
 Attack kinds are plug-ins (:mod:`mlac.attacks.registry`): the built-ins (``probe``, ``full``, ``lora``,
 ``reinit``) register themselves when this package is imported; one training loop
-(:mod:`mlac.attacks.loop`) trains whatever a kind says is trainable.
+(:mod:`mlac.attacks.loop`) trains whatever a kind says is trainable. Other packages add kinds through the
+entry-point group ``mlac_audit.attacks`` (:mod:`mlac.plugins`), so that Ray workers know them too.
 """
 
 from mlac.attacks.engine import (
@@ -15,7 +16,7 @@ from mlac.attacks.engine import (
 )
 from mlac.attacks.full import FullFineTune
 from mlac.attacks.loop import train_loop
-from mlac.attacks.lora import LoRAAttack, lora_trunk
+from mlac.attacks.lora import LoRAAttack
 from mlac.attacks.optim import OptimizerConfig, OptimizerState
 from mlac.attacks.params import (
     KINDS,
@@ -37,6 +38,10 @@ from mlac.attacks.registry import (
     unregister_attack,
 )
 from mlac.attacks.reinit import ReinitAttack
+from mlac.plugins import ATTACKS_GROUP, load_plugins
+
+#: Attack kinds other packages offer (entry points ``mlac_audit.attacks``), imported here: they register themselves.
+PLUGINS = load_plugins(ATTACKS_GROUP)
 
 __all__ = [
     "KINDS",
@@ -58,7 +63,6 @@ __all__ = [
     "attack_kinds",
     "get_attack",
     "labels_of",
-    "lora_trunk",
     "lr_factor",
     "majority_rate",
     "make_optimizer",

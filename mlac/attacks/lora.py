@@ -10,7 +10,6 @@ forward hook while the attack runs (the ops, in the order peft's ``lora.Linear``
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -83,22 +82,6 @@ class LoRAAttack:
         tensors = {f"trunk.{k}": v for k, v in adapters.items()}
         return AttackSetup(trainable=tensors, applied=partial(adapters_applied, model.trunk, adapters, scaling),
                            trains_trunk=True, packed=supports_packed(model.trunk))
-
-
-def lora_trunk(trunk: nn.Module, r: int, seed: int = 0) -> nn.Module:
-    """Reference implementation: a peft-wrapped copy of ``trunk`` with the adapters :class:`LoRAAttack` uses.
-
-    Not used by the attack (which never copies the model); tests compare the functional adapters with it."""
-    from peft import LoraConfig, get_peft_model
-
-    names = {n.rsplit(".", 1)[-1] for n, m in trunk.named_modules() if isinstance(m, nn.Linear)}
-    targets = sorted(names & TARGET_NAMES)
-    if not targets:
-        raise ConfigError("LoRA found no attention/dense linear layers in this trunk; use kind 'full' or 'probe'")
-    config = LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=0.0, target_modules=targets, bias="none")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return get_peft_model(copy.deepcopy(trunk), config)
 
 
 register_attack("lora", LoRAAttack())

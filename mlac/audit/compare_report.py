@@ -18,12 +18,20 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
 from mlac.audit.compare import Comparison, ComparisonRow
 from mlac.audit.report_html import STYLE
 
 FINDING_COLOUR = {"lower": "#0969da", "higher": "#bc4c00", "no_difference": "#57606a", "undecided": "#9a6700"}
+
+
+def _png(fig: Figure) -> bytes:
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    return buf.getvalue()
 
 
 def comparison_png(comparison: Comparison) -> bytes:
@@ -44,10 +52,7 @@ def comparison_png(comparison: Comparison) -> bytes:
             ax.set_xlabel("attacker's examples n")
             ax.set_ylabel("accuracy of B - accuracy of A")
             ax.set_title(f"{task} task ({int(comparison.confidence * 100)}% interval)")
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110)
-        return buf.getvalue()
+        return _png(fig)
     finally:
         plt.close(fig)
 
@@ -121,9 +126,6 @@ def trend_png(points: list[tuple[float, float | None, bool]], title: str = "harm
         ax.set_ylabel("attacker's accuracy at the largest n")
         ax.set_title(title)
         fig.autofmt_xdate()
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110)
-        return buf.getvalue()
+        return _png(fig)
     finally:
         plt.close(fig)

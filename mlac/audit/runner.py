@@ -224,12 +224,17 @@ def attacker_caveat(request: AuditRequest) -> str:
 
 
 def provenance(prepared: PreparedAudit) -> dict[str, Any]:
-    """Where every number came from: checkpoints (path, sha256), data fingerprints, versions, seeds."""
-    from mlac.models.provenance import package_versions
+    """Where every number came from: checkpoints (path, sha256), data fingerprints, versions, seeds; when the
+    result was assembled (UTC) and by which code (the package version, plus the git commit in a checkout)."""
+    from datetime import UTC, datetime
+
+    from mlac.models.provenance import code_version, package_versions
 
     request = prepared.request
     return {
         "audit_id": prepared.audit_id,
+        "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "code_version": code_version(),
         "checkpoints": {label: {"path": str(Path(path).resolve()), "sha256": prepared.shas[label]}
                         for label, path in prepared.checkpoints.items()},
         "dataset": {"path": str(Path(request.dataset).resolve()), "fingerprint": prepared.dataset_fingerprint,

@@ -92,9 +92,11 @@ def study_identity(key: StudyKey, base_spec: TrialSpec, space: SearchSpace, conf
 
 
 def study_name(key: StudyKey, identity: dict[str, Any]) -> str:
-    """Deterministic Optuna study name: a readable prefix and a hash of :func:`study_identity`."""
+    """Deterministic Optuna study name: a readable prefix (``mlac-audit:<model>:<task>:n<n>:s<seed>``, what
+    optuna-dashboard lists) and a hash of :func:`study_identity` (what makes it unique)."""
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:20]
-    return f"mlac-audit:{key.task}:n{key.n}:s{key.seed}:{digest}"
+    model = "".join(c if c.isalnum() or c in "-_." else "_" for c in key.model)[:80]
+    return f"mlac-audit:{model}:{key.task}:n{key.n}:s{key.seed}:{digest}"
 
 
 @dataclass
@@ -180,6 +182,10 @@ class StudyDriver:
         fresh = not self.study.get_trials(deepcopy=False)
         if fresh:
             self.study.set_user_attr(SAMPLER_ATTR, config.sampler_settings())
+            for name, value in (("model", key.model), ("task", key.task), ("n", key.n), ("seed", key.seed),
+                                ("model_sha256", model_sha), ("data_fingerprint", data_fingerprint),
+                                ("namespace", namespace)):
+                self.study.set_user_attr(name, value)  # what optuna-dashboard shows beside the study
             if config.grid_start:
                 for params in reference_grid(space):
                     self.study.enqueue_trial(space.fixed_params(params), skip_if_exists=False)

@@ -88,7 +88,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     audit.add_argument("--sizes", type=_csv(int), default=None, help="data sizes n, e.g. 20,50,100 (default: the preset's)")
     audit.add_argument("--seeds", type=_csv(int), default=None, help="attacker seeds, e.g. 0,1,2 (default: the preset's)")
     audit.add_argument("--kinds", type=_csv(str), default=None,
-                       help="attack kinds to search: probe,full,lora (default: the preset's)")
+                       help="attack kinds to search, any registered kind: probe,full,lora,reinit (default: the preset's)")
     audit.add_argument("--max-trials", type=int, default=None, help="Optuna trials per search (default: the preset's)")
     audit.add_argument("--patience", type=int, default=None,
                        help="stop a search after this many trials without improvement (default: the preset's)")
@@ -109,7 +109,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     verdict.add_argument("--verdict-epsilon", type=float, default=None,
                          help="beneficial accuracy may fall below the base model's by at most this (default 0.05)")
     verdict.add_argument("--verdict-statistic", choices=("mean", "ci"), default=None,
-                         help="compare the mean over seeds, or the conservative end of the 95%% t-interval (default mean)")
+                         help="compare the mean over seeds, or the conservative end of the 95%% t-interval "
+                              "(default mean; the paper and strong presets use ci)")
     verdict.add_argument("--min-data-cost", type=float, default=None,
                          help="also require a data-cost multiplier of at least this")
     audit.set_defaults(func=_audit)

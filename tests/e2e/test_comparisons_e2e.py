@@ -86,7 +86,7 @@ def test_compare_two_real_smoke_audits(tmp_path: Path, tiny_checkpoint_dir: Path
             for name, job in (("a", a), ("b", b)):
                 (tmp_path / f"{name}.json").write_bytes(c.get(f"/v1/jobs/{job}/result").content)
         # the web view: sign in with the key, pick the two audits, read the same findings
-        with httpx.Client(base_url=server.url, timeout=120) as browser:
+        with httpx.Client(base_url=server.url, timeout=120, follow_redirects=True) as browser:
             form = browser.get("/ui/login?next=/ui/compare")
             token = re.search(r'name="login_token" value="([^"]+)"', form.text)
             assert token is not None

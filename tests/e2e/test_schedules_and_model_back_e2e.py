@@ -24,7 +24,9 @@ import pytest
 from tests.e2e.server import ADMIN, Server, free_port, upload_checkpoint, wait_job
 
 pytestmark = [pytest.mark.slow]
-AUDIT = {"preset": "smoke", "audit": {"tasks": ["harmful"], "sizes": [20, 100], "seeds": [0, 1, 2], "baselines": ["random"]}}
+# delta_random = 1: the audits' own verdicts never FAIL, so a FAIL can only come from the regression gate
+AUDIT = {"preset": "smoke", "audit": {"tasks": ["harmful"], "sizes": [20, 100], "seeds": [0, 1, 2], "baselines": ["random"],
+                                      "verdict": {"delta_random": 1.0}}}
 
 
 class Receiver:
@@ -90,7 +92,9 @@ def test_schedule_regression_gate_and_the_model_back(tmp_path: Path, tiny_checkp
             assert history["regressions"] == 1
             assert second["harmful"] > first["harmful"] + 0.1  # the trend
             verdicts = [c.get(f"/v1/jobs/{run['id']}").json()["verdict"] for run in runs]
-            assert verdicts[1] == "FAIL" and verdicts[2] != "FAIL"  # fail_on_regression failed only the regressed run
+            assert verdicts[0] != "FAIL" and verdicts[1] == "FAIL" and verdicts[2] != "FAIL"  # the gate failed only run 2
+            gate = [e for e in c.get(f"/v1/jobs/{runs[1]['id']}/events", timeout=30).text.split("\n\n") if '"regression"' in e]
+            assert gate and '"regressed": true' in gate[0]
             png = c.get(f"/v1/schedules/{sid}/runs.png")
             assert png.status_code == 200 and png.content[:4] == b"\x89PNG"
             other = c.post("/v1/keys", json={"name": "other"}).json()["key"]

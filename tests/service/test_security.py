@@ -234,7 +234,8 @@ def test_a_censored_checkpoint_gets_the_id_its_files_would_get_uploaded(client: 
     (out / "mlac_resume").mkdir()  # the training's resume state is not part of the checkpoint
     (out / "mlac_resume" / "state.json").write_text("{}")
     ctx = client.app.state.ctx
-    ctx.dispatcher.sink._register_censored(SimpleNamespace(owner="key_censor", id="job_1"), str(out))
+    ctx.dispatcher.sink._register_defended(SimpleNamespace(owner="key_censor", id="job_1", spec={}, checkpoint_sha=None),
+                                           out)
     uploaded = client.post("/v1/checkpoints", files=checkpoint_files(tiny_checkpoint), headers=auth()).json()
     row = ctx.store.get_checkpoint(uploaded["id"], "key_censor")
     assert row.path == str(out) and row.info["weights_sha256"] == uploaded["weights_sha256"]

@@ -71,11 +71,11 @@ def test_smoke_audit_on_ray_equals_in_process(ray_cluster, tiny_assets: dict[str
 
 def _trial_processes() -> list[int]:
     """PIDs of the Ray workers of this local cluster that are running a trial right now (Ray sets a
-    worker's process title to ``ray::<task name>`` while it runs the task)."""
+    worker's process title to ``ray::<task name>`` while it runs the task; trial names start ``mlac-trial``)."""
     pids = []
     for proc in psutil.Process().children(recursive=True):
         try:
-            if proc.name() == "ray::mlac-trial":
+            if " ".join(proc.cmdline()).startswith("ray::mlac-trial"):
                 pids.append(proc.pid)
         except psutil.NoSuchProcess:
             continue
@@ -84,9 +84,9 @@ def _trial_processes() -> list[int]:
 
 def _reported_running_trials(handle: Any) -> list[int]:
     """Worker PIDs of trials the Ray state API reports RUNNING (it learns of changes asynchronously)."""
-    tasks = list_tasks(address=handle.dashboard_url, filters=[("name", "=", "mlac-trial"), ("state", "=", "RUNNING")],
-                       raise_on_missing_output=False)
-    return [int(t.worker_pid) for t in tasks if getattr(t, "worker_pid", None)]
+    tasks = list_tasks(address=handle.dashboard_url, filters=[("state", "=", "RUNNING")], raise_on_missing_output=False)
+    return [int(t.worker_pid) for t in tasks
+            if str(getattr(t, "name", "")).startswith("mlac-trial") and getattr(t, "worker_pid", None)]
 
 
 def _is_ray_worker(pid: int) -> bool:

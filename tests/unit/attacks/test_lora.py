@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from mlac.attacks.lora import adapters_applied, init_adapters, lora_targets, lora_trunk
+from mlac.attacks.lora import adapters_applied, init_adapters, lora_targets
 from mlac.models import EncoderClassifier, build_tiny_bert
+from tests.unit.attacks.peft_reference import lora_trunk
 
 
 def _models(name: str, distil_model: EncoderClassifier) -> EncoderClassifier:

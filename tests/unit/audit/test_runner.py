@@ -21,9 +21,9 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def _strip(obj: Any, out_dir: Path) -> Any:
-    """Drop timings (any key naming wall time) and the output folder's own path."""
+    """Drop timings (any key naming wall time, and when the result was made) and the output folder's own path."""
     if isinstance(obj, dict):
-        return {k: _strip(v, out_dir) for k, v in obj.items() if "wall" not in k and k != "timings"}
+        return {k: _strip(v, out_dir) for k, v in obj.items() if "wall" not in k and k not in ("timings", "created_at")}
     if isinstance(obj, list):
         return [_strip(v, out_dir) for v in obj]
     if isinstance(obj, str):

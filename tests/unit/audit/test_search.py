@@ -227,6 +227,10 @@ def test_grid_start_runs_the_reference_grid_first(tmp_path: Path, tiny_checkpoin
     assert [(p.kind, p.lr, p.steps) for p in grid] == [("probe", lr, 30) for lr in (1e-4, 3e-4, 1e-3, 3e-3)]
     ran = [AttackParams.from_dict(t.user_attrs["attack_params"]) for t in driver.study.trials]
     assert ran[:4] == grid  # the grid, in order, before anything TPE proposes
+    # what optuna-dashboard shows: the model in the name, the study's identity in its attributes
+    assert driver.study.study_name.startswith("mlac-audit:tiny:harmful:n40:s0:")
+    attrs = driver.study.user_attrs
+    assert (attrs["model"], attrs["task"], attrs["n"], attrs["seed"], attrs["model_sha256"]) == ("tiny", "harmful", 40, 0, "sha-test")
     assert len(ran) >= 4  # patience 1 did not stop the search inside the grid
 
 

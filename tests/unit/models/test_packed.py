@@ -8,9 +8,10 @@ import pytest
 import torch
 from transformers import AutoModel, DistilBertConfig
 
-from mlac.attacks import AttackParams, get_attack, lora_trunk
+from mlac.attacks import AttackParams, get_attack
 from mlac.models import build_tiny_bert
 from mlac.models.packed import packed_hidden, supports_packed
+from tests.unit.attacks.peft_reference import lora_trunk
 
 
 def _batch(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
