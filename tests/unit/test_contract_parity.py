@@ -131,3 +131,17 @@ def test_cli_flags_give_the_request_the_api_overrides_give() -> None:
     assert from_cli.verdict == VerdictPolicy(delta_random=0.1, epsilon_beneficial=0.2, statistic="ci",
                                              min_data_cost_multiplier=4.0)
     assert (from_cli.sizes, from_cli.search.max_trials, from_cli.space.kinds) == ((20, 50), 3, ("probe",))
+
+
+def test_job_kinds_and_defenses_are_declared_once() -> None:
+    """The API's job kinds are mlac.jobs.JOB_KINDS, and its defense union offers exactly the registered defenses."""
+    import typing
+
+    from mlac.defenses import BUILT_IN
+    from mlac.jobs import JOB_KINDS
+    from service.schemas import DefenseOptions, JobKind
+
+    assert typing.get_args(JobKind) == JOB_KINDS
+    union = typing.get_args(typing.get_args(DefenseOptions)[0])
+    names = {typing.get_args(member.model_fields["name"].annotation)[0] for member in union}
+    assert names == set(BUILT_IN)
