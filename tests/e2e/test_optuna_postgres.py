@@ -16,9 +16,10 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from tests.e2e.server import ADMIN, Server, free_port
 from tests.pg import PG_DB, PG_HOST, PG_PORT, pg_user
 
-from .test_service_e2e import ADMIN, Server, _free_port, _get
+from .test_service_e2e import _get
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.postgres]
 PG = {"host": PG_HOST, "port": PG_PORT, "dbname": PG_DB}
@@ -45,7 +46,7 @@ def test_ray_audit_keeps_its_studies_in_the_postgres_store(tmp_path: Path, tiny_
                                                          pg_schema_url: str) -> None:
     import optuna
 
-    server = Server(tmp_path / "data", _free_port())
+    server = Server(tmp_path / "data", free_port())
     server.start()
     try:
         with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=60) as c:
