@@ -35,14 +35,18 @@ import httpx
 
 from mlac.errors import ConfigError, MlacError
 from service.schemas import (
+    CheckpointFilesPublic,
     CheckpointPublic,
     CheckpointsPublic,
+    ComparisonCreate,
+    ComparisonPublic,
     DatasetPublic,
     DatasetsPublic,
     Health,
     JobCreate,
     JobPublic,
     JobsPublic,
+    ScheduleRunsPublic,
     SyntheticDatasetCreate,
 )
 
@@ -341,6 +345,32 @@ class Client:
             if exc.status == 404:
                 return None
             raise
+
+    def export_csv(self, job_id: str, table: str = "curves") -> str:
+        """``GET /v1/jobs/{id}/export.csv``: one table (``curves``, ``seed_points``, ``trials``) of a finished audit."""
+        return self._send("GET", f"/v1/jobs/{job_id}/export.csv", params={"table": table}).text
+
+    # comparisons, schedules, the model back
+    def compare(self, job_a: str, job_b: str, *, model_a: str | None = None, model_b: str | None = None,
+                alpha: float = 0.05) -> ComparisonPublic:
+        """``POST /v1/comparisons``: audit B against audit A, paired by seed (``ServiceError`` 422 ``not_comparable``
+        when they were measured differently)."""
+        body = ComparisonCreate(job_a=job_a, job_b=job_b, model_a=model_a, model_b=model_b, alpha=alpha)
+        return ComparisonPublic.model_validate(self._json("POST", "/v1/comparisons",
+                                                          json=body.model_dump(mode="json", exclude_none=True)))
+
+    def schedule_runs(self, schedule_id: str) -> ScheduleRunsPublic:
+        """``GET /v1/schedules/{id}/runs``: every run, each compared with the previous successful one."""
+        return ScheduleRunsPublic.model_validate(self._json("GET", f"/v1/schedules/{schedule_id}/runs"))
+
+    def download_checkpoint(self, checkpoint_id: str, directory: str | Path) -> Path:
+        """Download every file of a checkpoint (a defend job's output, say) into ``directory``; its path."""
+        listing = CheckpointFilesPublic.model_validate(self._json("GET", f"/v1/checkpoints/{checkpoint_id}/files"))
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        for f in listing.files:
+            (out / f.name).write_bytes(self._send("GET", f.href).content)
+        return out
 
     def events(self, job_id: str) -> Iterator[JobEvent]:
         """``GET /v1/jobs/{id}/events``: the job's Server-Sent Events until its ``end`` event."""

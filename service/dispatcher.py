@@ -28,7 +28,7 @@ from service.errors import InvalidTransitionError, NotFoundError
 from service.jobspec import dispatch_spec
 from service.metrics import ServiceMetrics
 from service.runners import Runner
-from service.schedule_runs import RunReading, regression_check
+from service.schedule_runs import RegressionPolicy, RunReading, regression_check
 from service.store import JobStore
 from service.store.records import Checkpoint, Job, TrialRecord
 from service.webhooks import WebhookSender
@@ -99,7 +99,9 @@ class StoreSink:
 
     def finished(self, job_id: str, outcome: JobOutcome) -> None:
         """Record the end (compare-and-set) with the verdict the runner read from the audit's result, the failure's
-        one-line cause and its traceback apart; register a defended checkpoint; send webhooks."""
+        one-line cause and its traceback apart, and send webhooks. A succeeding job's defended checkpoint is
+        registered and a scheduled audit's regression gate decided first, so that once a job is seen SUCCEEDED its
+        checkpoint exists and its verdict is final."""
         state, result_path, failure = outcome.state, outcome.result_path, outcome.failure
         if self.closing() and state != "SUCCEEDED":
             try:
@@ -109,6 +111,18 @@ class StoreSink:
             except NotFoundError:
                 return
         verdict = outcome.verdict if state == "SUCCEEDED" else None
+        regression: tuple[RunReading, RegressionPolicy] | None = None
+        if state == "SUCCEEDED" and result_path:
+            try:
+                running = self.store.get_job(job_id, None)
+            except NotFoundError:
+                return
+            defended = defended_dir(running.kind, result_path)
+            if defended is not None:
+                self._register_defended(running, defended)
+            regression = self._regression(running, result_path)
+            if regression is not None and regression[0].regressed and regression[1].fail_on_regression:
+                verdict = "FAIL"
         try:
             job = self.store.finish_job(job_id, state, result_path=result_path, verdict=verdict,
                                         error=None if failure is None else one_line(failure.cause),
@@ -118,13 +132,6 @@ class StoreSink:
             return
         if self.metrics is not None:
             self.metrics.jobs_finished.labels(state=state).inc()
-        if state == "SUCCEEDED" and result_path:
-            defended = defended_dir(job.kind, result_path)
-            if defended is not None:
-                self._register_defended(job, defended)
-        regression = self._regression(job) if state == "SUCCEEDED" else None
-        if regression is not None:
-            job = regression[1]
         self._notify(job, regression[0] if regression is not None else None)
 
     def _register_defended(self, job: Job, path: Path) -> None:
@@ -148,27 +155,25 @@ class StoreSink:
                   "source_job": job.id, "parent_checkpoint": job.checkpoint_sha,
                   "defense": defense if isinstance(defense, dict) else None}, created_at=time.time()))
 
-    def _regression(self, job: Job) -> tuple[RunReading, Job] | None:
-        """A scheduled audit's regression gate: compared with the schedule's previous successful run; a regressed
-        run gets an event in its log and, under ``fail_on_regression``, the verdict FAIL."""
+    def _regression(self, job: Job, result_path: str) -> tuple[RunReading, RegressionPolicy] | None:
+        """A scheduled audit's regression gate: compared with the schedule's previous successful run; the reading
+        goes into the job's event log (a regressed run's verdict is then made FAIL by the caller, under the policy)."""
         try:
-            found = regression_check(self.store, job)
+            found = regression_check(self.store, job, result_path)
         except Exception:  # a gate that cannot read a result must not lose the job's end
             log.exception("regression check of job %s failed", job.id)
             return None
         if found is None:
             return None
-        reading, policy = found
+        reading = found[0]
         statements = reading.comparison.statements if reading.comparison is not None else []
-        self.store.append_event(job.id, {"stage": "regression", "regressed": reading.regressed,
-                                         "previous_job_id": reading.previous_job_id,
-                                         "statement": " ".join(statements) or reading.not_comparable}, time.time())
-        if reading.regressed and policy.fail_on_regression and job.verdict != "FAIL":
-            try:
-                job = self.store.set_verdict(job.id, "FAIL")
-            except (InvalidTransitionError, NotFoundError):
-                log.exception("could not fail the regressed run %s", job.id)
-        return reading, job
+        try:
+            self.store.append_event(job.id, {"stage": "regression", "regressed": reading.regressed,
+                                             "previous_job_id": reading.previous_job_id,
+                                             "statement": " ".join(statements) or reading.not_comparable}, time.time())
+        except MlacError:
+            log.exception("could not record the regression reading of job %s", job.id)
+        return found
 
     def _notify(self, job: Job, regression: RunReading | None = None) -> None:
         """Enqueue the job's webhooks in the persistent outbox (the delivery loop sends them, signed with the

@@ -60,11 +60,13 @@ class RunReading:
         return self.comparison is not None and self.comparison.regressed
 
 
-def audit_result(job: Job) -> AuditResult | None:
-    """The job's audit result, None for a job without one (not finished, a censor job, a file gone)."""
-    if job.state != "SUCCEEDED" or not job.result_path:
+def audit_result(job: Job, ending: str | None = None) -> AuditResult | None:
+    """The job's audit result, None for a job without one (not finished, a censor job, a file gone). ``ending``: the
+    result folder of a job that is succeeding right now (not yet recorded as SUCCEEDED)."""
+    folder = ending if ending is not None else (job.result_path if job.state == "SUCCEEDED" else None)
+    if not folder:
         return None
-    path = Path(job.result_path) / "result.json"
+    path = Path(folder) / "result.json"
     if not path.is_file():
         return None
     try:
@@ -88,8 +90,10 @@ def _compare(previous: AuditResult, current: AuditResult, alpha: float) -> tuple
         return None, str(exc)
 
 
-def run_history(store: JobStore, schedule: Schedule, limit: int = HISTORY_LIMIT) -> list[RunReading]:
-    """Every fired run of ``schedule``, oldest first, each compared with the previous successful run."""
+def run_history(store: JobStore, schedule: Schedule, limit: int = HISTORY_LIMIT,
+                ending: tuple[str, str] | None = None) -> list[RunReading]:
+    """Every fired run of ``schedule``, oldest first, each compared with the previous successful run. ``ending``:
+    (job id, result folder) of a run that is succeeding right now, read as the success it is about to be."""
     policy = RegressionPolicy.of(schedule)
     out: list[RunReading] = []
     previous: tuple[str, AuditResult] | None = None
@@ -98,8 +102,9 @@ def run_history(store: JobStore, schedule: Schedule, limit: int = HISTORY_LIMIT)
             job = store.get_job(run.job_id, None)
         except MlacError:
             continue
-        result = audit_result(job)
-        reading = RunReading(run.slot, job.id, run.fired_at, job.state, job.verdict,
+        now_ending = ending is not None and ending[0] == job.id
+        result = audit_result(job, ending[1] if ending is not None and now_ending else None)
+        reading = RunReading(run.slot, job.id, run.fired_at, "SUCCEEDED" if now_ending else job.state, job.verdict,
                              trend_value(result) if result is not None else None)
         if result is not None and previous is not None:
             comparison, why = _compare(previous[1], result, policy.alpha)
@@ -111,16 +116,17 @@ def run_history(store: JobStore, schedule: Schedule, limit: int = HISTORY_LIMIT)
     return out
 
 
-def regression_check(store: JobStore, job: Job) -> tuple[RunReading, RegressionPolicy] | None:
-    """How the just-finished scheduled ``job`` compares with its schedule's previous successful run; None when it
-    is not a scheduled audit, has no result, or has no earlier successful run."""
+def regression_check(store: JobStore, job: Job, result_path: str) -> tuple[RunReading, RegressionPolicy] | None:
+    """How the scheduled ``job``, succeeding now with its result in ``result_path``, compares with its schedule's
+    previous successful run; None when it is not a scheduled audit, has no result, or has no earlier success.
+    Called before the job is recorded as ended, so that its verdict is final when it is seen ended."""
     if job.schedule_id is None:
         return None
     try:
         schedule = store.get_schedule(job.schedule_id, None)
     except MlacError:
         return None
-    history = run_history(store, schedule)
+    history = run_history(store, schedule, ending=(job.id, result_path))
     mine = next((r for r in history if r.job_id == job.id), None)
     if mine is None or mine.previous_job_id is None:
         return None

@@ -424,6 +424,74 @@ class ScheduleRunsPublic(BaseModel):
     trend_png: str = Field(description="the trend figure")
 
 
+JobIdRef = Annotated[str, Field(pattern=r"^job_[0-9a-f]{20}$")]
+ModelLabel = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class ComparisonCreate(Strict):
+    """Two finished audit jobs of the caller (``job_b`` may be ``job_a``: then name two of its models)."""
+
+    job_a: JobIdRef = Field(description="audit A (the reference, e.g. before the safeguard)")
+    job_b: JobIdRef = Field(description="audit B (e.g. after the safeguard); may equal job_a")
+    model_a: ModelLabel | None = Field(default=None, description="model label in A (default: A's only audited model)")
+    model_b: ModelLabel | None = Field(default=None, description="model label in B (default: B's only audited model)")
+    alpha: float = Field(default=0.05, gt=0.0, lt=0.5, description="significance level after Holm adjustment")
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"job_a": "job_0123456789abcdef0123", "job_b": "job_fedcba9876543210fedc"},
+        {"job_a": "job_0123456789abcdef0123", "job_b": "job_0123456789abcdef0123", "model_a": "base", "model_b": "censored"},
+    ]})
+
+
+class SidePublic(BaseModel):
+    """One side: the model label in its audit, the audit's id and the checkpoint's sha256."""
+
+    job_id: str
+    model: str
+    audit_id: str | None
+    sha256: str | None
+
+
+class RowPublic(BaseModel):
+    """B - A on one task at one n, paired by seed."""
+
+    task: str
+    n: int
+    mean_a: float
+    mean_b: float
+    difference: float = Field(description="mean over shared seeds of B's report accuracy minus A's")
+    ci: list[float] | None = Field(description="t-interval of the difference; null with one shared seed")
+    p_value: float | None
+    p_holm: float | None = Field(description="Holm-adjusted over the n of this task")
+    seeds: list[int]
+    finding: Literal["lower", "higher", "no_difference", "undecided"]
+    reads: str = Field(description="the finding in words, e.g. 'B harder to attack'")
+
+
+class DataCostPublic(BaseModel):
+    """Each side's data-cost multiplier at one base n, as its audit reported it."""
+
+    n: int
+    a: str | None
+    b: str | None
+    a_ci: list[float | None] | None
+    b_ci: list[float | None] | None
+
+
+class ComparisonPublic(BaseModel):
+    """A comparison of two audits."""
+
+    a: SidePublic
+    b: SidePublic
+    statements: list[str] = Field(description="one sentence per task: where B differs from A, and where it does not")
+    regressed: bool = Field(description="B is significantly easier to attack than A on the harmful task at some n")
+    rows: list[RowPublic]
+    data_cost: list[DataCostPublic]
+    differences: list[str] = Field(description="what differs between the audits without making them incomparable")
+    alpha: float
+    confidence: float
+
+
 class ScheduleRunPublic(BaseModel):
     """One fired slot."""
 

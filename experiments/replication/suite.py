@@ -1,7 +1,7 @@
 """Fixed attacks (no search) used by the ablations, the calibration and the strong-attacker experiment.
 
 Two families, both the project's own routines:
-- :func:`mlac.censor.finetune_attack` / :func:`mlac.censor.simulated_attack`: the attack MLAC simulates
+- :func:`mlac.censor.finetune_attack` / :func:`mlac.censor.validation_attack`: the attack MLAC simulates
   (K steps at the inner lr from fresh heads), a linear probe, a short full fine-tune;
 - :func:`mlac.attacks.run_attack_trial`: the audit's attacker (selection-split early stopping,
   report-split score, FLOP count), for LoRA, long and large-n attacks and the learning-rate grid.

@@ -28,7 +28,7 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 from mlac.censor.config import MLACConfig
 from mlac.censor.outer import outer_objective
 from mlac.censor.resume import has_state, load_optimizer_tensors, load_state, optimizer_tensors, save_state
-from mlac.censor.simulated_attack import fresh_head
+from mlac.censor.validation_attack import fresh_head
 from mlac.data.encoded import Batch, EncodedSplit, encode_split
 from mlac.device import resolve_device
 from mlac.errors import ConfigError, DataError, StoppedError

@@ -121,8 +121,8 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from mlac.censor.simulated_attack import finetune_attack, simulated_attack
     from mlac.censor.train import train_mlac
+    from mlac.censor.validation_attack import finetune_attack, simulated_attack
     from mlac.data import load_saved_dataset, make_splits
     from mlac.data.encoded import encode_split
     from mlac.device import resolve_device

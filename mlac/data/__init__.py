@@ -59,5 +59,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in _WHERE:
-        return getattr(importlib.import_module(f"mlac.data.{_WHERE[name]}"), name)
+        value = getattr(importlib.import_module(f"mlac.data.{_WHERE[name]}"), name)
+        globals()[name] = value  # the name, not a submodule of the same name, from now on
+        return value
     raise AttributeError(f"module 'mlac.data' has no attribute {name!r}")

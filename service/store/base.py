@@ -183,10 +183,6 @@ class JobStore(abc.ABC):
         ``error``: the one-line cause of a failure; ``error_detail``: its traceback (migration 0006)."""
 
     @abc.abstractmethod
-    def set_verdict(self, job_id: str, verdict: str) -> Job:
-        """Change a SUCCEEDED job's verdict (a schedule's regression gate fails a run); InvalidTransitionError otherwise."""
-
-    @abc.abstractmethod
     def request_cancel(self, job_id: str, owner: str | None) -> Job:
         """Flag a job for cancellation; a QUEUED job becomes CANCELLED at once. Terminal jobs: ConflictError."""
 

@@ -52,7 +52,6 @@ from service.store.records import (
     CANCELLED,
     QUEUED,
     RUNNING,
-    SUCCEEDED,
     TERMINAL,
     TRANSITIONS,
     WEBHOOK_DELIVERED,
@@ -590,14 +589,6 @@ class SqlStore(JobStore):
             self._cas(conn, job_id, state, {"finished_at": time.time(), "result_path": result_path, "error": error,
                                             "error_detail": error_detail, "verdict": verdict, "lease_owner": None,
                                             "lease_expires_at": None})
-        return self.get_job(job_id, None)
-
-    @_translated
-    def set_verdict(self, job_id: str, verdict: str) -> Job:
-        with self._write() as conn:
-            if conn.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.state == SUCCEEDED)
-                            .values(verdict=verdict)).rowcount == 0:
-                raise InvalidTransitionError(f"job {job_id} has not SUCCEEDED: its verdict stays as it is")
         return self.get_job(job_id, None)
 
     @_translated

@@ -21,8 +21,8 @@ from typing import Any
 import torch
 
 from mlac.censor.config import MLACConfig
-from mlac.censor.simulated_attack import finetune_attack, simulated_attack
 from mlac.censor.train import train_mlac
+from mlac.censor.validation_attack import finetune_attack, simulated_attack
 from mlac.data.encoded import EncodedSplit
 
 JOBS = {

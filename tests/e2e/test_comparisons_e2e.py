@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from service.client import Client
 from tests.e2e.server import ADMIN, ROOT, Server, free_port, upload_checkpoint, wait_job
 
 pytestmark = [pytest.mark.slow]
@@ -51,6 +52,12 @@ def test_compare_two_real_smoke_audits(tmp_path: Path, tiny_checkpoint_dir: Path
             assert rows[100]["finding"] == "higher" and found["regressed"] is True
             assert found["statements"][0].startswith("harmful: B is easier to attack than A")
             assert "/tmp" not in r.text and str(tmp_path) not in r.text  # no server paths
+
+            # the typed client reads the same answer
+            with Client(server.url, ADMIN) as api:
+                typed = api.compare(a, b)
+                assert typed.regressed and [r.finding for r in typed.rows] == [r["finding"] for r in found["rows"]]
+                assert api.export_csv(a, "curves").startswith("model,task,n,seeds,mean")
 
             # the reverse order reads the other way
             back = c.post("/v1/comparisons", json={"job_a": b, "job_b": a}).json()

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+from service.client import Client
 from tests.e2e.server import ADMIN, Server, free_port, upload_checkpoint, wait_job
 
 pytestmark = [pytest.mark.slow]
@@ -118,6 +119,10 @@ def test_schedule_regression_gate_and_the_model_back(tmp_path: Path, tiny_checkp
                 assert got.status_code == 200, f
                 (back / f["name"]).write_bytes(got.content)
             assert c.get(listing[0]["href"], headers={"Authorization": f"Bearer {other}"}).status_code == 404
+            with Client(server.url, ADMIN) as api:  # the typed client: the same history, the same files
+                assert api.schedule_runs(sid).regressions == 1
+                again = api.download_checkpoint(made, tmp_path / "via-client")
+                assert {p.name: p.read_bytes() for p in again.iterdir()} == {p.name: p.read_bytes() for p in back.iterdir()}
             assert c.get(f"/v1/checkpoints/{made}/files/secret.txt").status_code == 404
 
         deadline = threading.Event()

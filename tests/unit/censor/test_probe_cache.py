@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from mlac.censor.simulated_attack import finetune_attack
+from mlac.censor.validation_attack import finetune_attack
 from mlac.data.encoded import encode_split
 from mlac.models import build_tiny_bert
 
