@@ -8,12 +8,14 @@ the CLI gate and the refusals must answer as documented.
 
 from __future__ import annotations
 
+import io
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
+import pandas as pd
 import pytest
 
 from service.client import Client
@@ -86,7 +88,11 @@ def test_compare_two_real_smoke_audits(tmp_path: Path, tiny_checkpoint_dir: Path
             # the numbers as CSV: one row per seed point of the result
             csv_text = c.get(f"/v1/jobs/{a}/export.csv", params={"table": "seed_points"})
             assert csv_text.status_code == 200 and csv_text.headers["content-type"].startswith("text/csv")
-            assert len(csv_text.text.strip().splitlines()) == 1 + 2 * 2 * 3  # header + models x sizes x seeds
+            table = pd.read_csv(io.StringIO(csv_text.text), float_precision="round_trip")  # as a spreadsheet user would
+            assert len(table) == 2 * 2 * 3  # models x sizes x seeds
+            points = {(p["model"], p["n"], p["seed"]): p["report_accuracy"]
+                      for p in c.get(f"/v1/jobs/{a}/result").json()["seed_points"]}
+            assert {(r.model, r.n, r.seed): r.report_accuracy for r in table.itertuples()} == points
             assert c.get(f"/v1/jobs/{a}/export.csv", headers={"Authorization": f"Bearer {other}"}).status_code == 404
 
             # the CLI gate on the fetched results: exit 1 when B regressed, 0 the other way round
