@@ -45,21 +45,37 @@ def check_model_arg(flag: str, value: str, *, keywords: tuple[str, ...] = ()) ->
 def step_printer(what: str, total: int, log: Callable[[str], Any], *, every_s: float = PROGRESS_EVERY_S
                  ) -> Callable[[int, float], None]:
     """A ``progress(step, loss)`` callback that logs ``what step k/N (p%), loss L, elapsed, ETA`` at most every
-    ``every_s`` seconds (and at the first and last step). The ETA is the remaining steps at the mean rate so far."""
+    ``every_s`` seconds (and at the first and last step).
+
+    The ETA is the remaining steps at the rate of the latter half of the run so far (from the last step seen at or
+    before half the elapsed time): the first steps, slowed by start-up work, stop weighing on it as the run goes on,
+    and a rate that changed (another job on the machine) shows within half the elapsed time."""
     started = time.monotonic()
     printed = -every_s
+    seen: list[tuple[float, int]] = []
 
     def progress(step: int, loss: float) -> None:
         nonlocal printed
         now = time.monotonic() - started
+        seen.append((now, step))
         if step not in (1, total) and now - printed < every_s:
             return
         printed = now
-        eta = now * (total - step) / max(step, 1)
+        eta = eta_at(seen, total)
         log(f"{what}: step {step}/{total} ({step / max(total, 1):.0%}), loss {loss:.3f}, "
             f"elapsed {format_duration(now)}, ETA {format_duration(eta)}")
 
     return progress
+
+
+def eta_at(seen: list[tuple[float, int]], total: int) -> float:
+    """Seconds left for ``total`` steps given ``(elapsed s, step)`` samples (see :func:`step_printer`)."""
+    now, step = seen[-1]
+    earlier = [(t, k) for t, k in seen[:-1] if t <= now / 2] or seen[:1]
+    t0, k0 = earlier[-1]
+    if k0 >= step or now <= t0:  # one sample: the mean rate since the start
+        return now * (total - step) / max(step, 1)
+    return (total - step) * (now - t0) / (step - k0)
 
 
 def format_duration(seconds: float) -> str:

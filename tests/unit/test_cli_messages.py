@@ -145,10 +145,21 @@ def test_base_progress_lines_carry_an_eta(monkeypatch: pytest.MonkeyPatch) -> No
     progress = base_cmd.step_printer("base", 100, lines.append, every_s=5.0)
     for step, loss in ((1, 2.0), (25, 1.5), (26, 1.4), (75, 1.0)):
         progress(step, loss)
-    # step 1 at 10 s; step 26 comes 1 s after step 25 and is skipped; ETA = elapsed x remaining / done
+    # step 1 at 10 s: the mean rate (99 steps at 10 s each); step 26 comes 1 s after step 25 and is not printed.
+    # Later the rate of the latter half of the run: step 25 at 16 s from step 1 at 10 s (4 steps/s, 75 left), step 75
+    # at 40 s from step 26 at 17 s (49 steps in 23 s, 25 left: 11.7 s).
     assert lines == ["base: step 1/100 (1%), loss 2.000, elapsed 10s, ETA 16m30s",
-                     "base: step 25/100 (25%), loss 1.500, elapsed 16s, ETA 48s",
-                     "base: step 75/100 (75%), loss 1.000, elapsed 40s, ETA 13s"]
+                     "base: step 25/100 (25%), loss 1.500, elapsed 16s, ETA 19s",
+                     "base: step 75/100 (75%), loss 1.000, elapsed 40s, ETA 12s"]
+
+
+def test_the_eta_forgets_slow_first_steps() -> None:
+    """A run whose first 10 steps took 30 s and whose steps now take 1 s: the ETA follows the recent rate."""
+    from mlac.cli.base_cmd import eta_at
+
+    seen = [(3.0 * k, k) for k in range(1, 11)] + [(30.0 + k, 10 + k) for k in range(1, 41)]
+    assert eta_at(seen, 100) == pytest.approx(50.0)  # 50 steps left at 1 step/s (the mean rate would say 70 s)
+    assert eta_at(seen[:1], 100) == pytest.approx(3.0 * 99)  # one sample: the mean rate
 
 
 def test_ctrl_c_asks_to_stop_first_and_interrupts_the_second_time(capsys: pytest.CaptureFixture[str]) -> None:
