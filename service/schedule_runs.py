@@ -90,10 +90,8 @@ def _compare(previous: AuditResult, current: AuditResult, alpha: float) -> tuple
         return None, str(exc)
 
 
-def run_history(store: JobStore, schedule: Schedule, limit: int = HISTORY_LIMIT,
-                ending: tuple[str, str] | None = None) -> list[RunReading]:
-    """Every fired run of ``schedule``, oldest first, each compared with the previous successful run. ``ending``:
-    (job id, result folder) of a run that is succeeding right now, read as the success it is about to be."""
+def run_history(store: JobStore, schedule: Schedule, limit: int = HISTORY_LIMIT) -> list[RunReading]:
+    """Every fired run of ``schedule``, oldest first, each compared with the previous successful run."""
     policy = RegressionPolicy.of(schedule)
     out: list[RunReading] = []
     previous: tuple[str, AuditResult] | None = None
@@ -102,9 +100,8 @@ def run_history(store: JobStore, schedule: Schedule, limit: int = HISTORY_LIMIT,
             job = store.get_job(run.job_id, None)
         except MlacError:
             continue
-        now_ending = ending is not None and ending[0] == job.id
-        result = audit_result(job, ending[1] if ending is not None and now_ending else None)
-        reading = RunReading(run.slot, job.id, run.fired_at, "SUCCEEDED" if now_ending else job.state, job.verdict,
+        result = audit_result(job)
+        reading = RunReading(run.slot, job.id, run.fired_at, job.state, job.verdict,
                              trend_value(result) if result is not None else None)
         if result is not None and previous is not None:
             comparison, why = _compare(previous[1], result, policy.alpha)
@@ -119,15 +116,30 @@ def run_history(store: JobStore, schedule: Schedule, limit: int = HISTORY_LIMIT,
 def regression_check(store: JobStore, job: Job, result_path: str) -> tuple[RunReading, RegressionPolicy] | None:
     """How the scheduled ``job``, succeeding now with its result in ``result_path``, compares with its schedule's
     previous successful run; None when it is not a scheduled audit, has no result, or has no earlier success.
-    Called before the job is recorded as ended, so that its verdict is final when it is seen ended."""
+    Called before the job is recorded as ended, so that its verdict is final when it is seen ended. Reads two
+    results: this one and the newest earlier success."""
     if job.schedule_id is None:
         return None
     try:
         schedule = store.get_schedule(job.schedule_id, None)
     except MlacError:
         return None
-    history = run_history(store, schedule, ending=(job.id, result_path))
-    mine = next((r for r in history if r.job_id == job.id), None)
-    if mine is None or mine.previous_job_id is None:
+    runs = store.schedule_runs(schedule.id, HISTORY_LIMIT)  # newest first
+    mine = next((i for i, r in enumerate(runs) if r.job_id == job.id), None)
+    current = audit_result(job, result_path)
+    if mine is None or current is None:
         return None
-    return mine, RegressionPolicy.of(schedule)
+    for run in runs[mine + 1:]:
+        try:
+            earlier = store.get_job(run.job_id, None)
+        except MlacError:
+            continue
+        previous = audit_result(earlier)
+        if previous is None:
+            continue
+        policy = RegressionPolicy.of(schedule)
+        comparison, why = _compare(previous, current, policy.alpha)
+        reading = RunReading(runs[mine].slot, job.id, runs[mine].fired_at, "SUCCEEDED", job.verdict,
+                             trend_value(current), earlier.id, comparison, why)
+        return reading, policy
+    return None

@@ -14,14 +14,8 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 from mlac.censor.config import MLACConfig, ac_config
 from mlac.censor.train import CensorResult, train_mlac
 from mlac.defenses.base import DefenseResult, Progress, ShouldStop, register
-from mlac.defenses.common import (
-    check_device,
-    check_int,
-    check_positive,
-    config_from_dict,
-    config_to_dict,
-    load_inputs,
-)
+from mlac.defenses.common import DataclassConfigCodec, check_device, check_int, check_positive
+from mlac.defenses.mlac_censor import MLACDefense
 from mlac.models import EncoderClassifier
 from mlac.tasks import TaskSpec
 
@@ -70,18 +64,13 @@ def train_ac(model: EncoderClassifier, tokenizer: PreTrainedTokenizerBase, train
                       dataset_fingerprint=dataset_fingerprint, beneficial_names=task.beneficial_names)
 
 
-class ACDefense:
-    """AC on the train split; resumable like MLAC (its state lives in ``out_dir/mlac_resume``)."""
+class ACDefense(DataclassConfigCodec):
+    """AC on the train split: MLAC's training with :meth:`ACConfig.mlac_config`, so resumable like MLAC (its state
+    lives in ``out_dir/mlac_resume``)."""
 
     name = "ac"
     config_type = ACConfig
     presets: Mapping[str, Mapping[str, Any]] = PRESETS
-
-    def config_from_dict(self, values: Mapping[str, Any]) -> ACConfig:
-        return config_from_dict(ACConfig, values, "ac")
-
-    def config_to_dict(self, config: ACConfig) -> dict[str, Any]:
-        return config_to_dict(config)
 
     def training_steps(self, config: ACConfig) -> tuple[int, int]:
         return config.steps, 0
@@ -89,16 +78,8 @@ class ACDefense:
     def apply(self, base: str, dataset: str, split_seed: int, config: ACConfig, out_dir: Path, *,
               device: str | None = None, progress: Progress | None = None,
               should_stop: ShouldStop | None = None) -> DefenseResult:
-        if device is not None:
-            config = ACConfig(**{**config_to_dict(config), "device": device})
-        inputs = load_inputs(base, dataset, split_seed, config.device)
-        result = train_ac(inputs.base.model, inputs.base.tokenizer, inputs.splits.train, inputs.task, config,
-                          out_dir=out_dir, resume=True, parent_sha256=inputs.base.sha256,
-                          dataset_fingerprint=inputs.splits.fingerprints["train"], progress=progress,
-                          should_stop=should_stop)
-        return DefenseResult(checkpoint=str(out_dir), weights_sha256=result.weights_sha256, steps_done=result.steps_done,
-                             resumed_from=result.resumed_from, best_step=result.best_step,
-                             best_objective=result.best_objective)
+        return MLACDefense().apply(base, dataset, split_seed, config.mlac_config(), out_dir, device=device,
+                                   progress=progress, should_stop=should_stop)
 
 
 DEFENSE = register(ACDefense())

@@ -19,10 +19,10 @@ from torch import nn
 from mlac.data.encoded import encode_split
 from mlac.defenses.base import DefenseResult, Progress, ShouldStop, register
 from mlac.defenses.common import (
+    DataclassConfigCodec,
     check_device,
     check_int,
     check_positive,
-    config_from_dict,
     config_to_dict,
     load_inputs,
 )
@@ -90,18 +90,12 @@ def train_beneficial_only(model: EncoderClassifier, tokenizer: Any, train: Datas
     return model
 
 
-class BeneficialOnlyDefense:
+class BeneficialOnlyDefense(DataclassConfigCodec):
     """Beneficial-only fine-tuning of the base on the train split (not resumable: a stopped run starts over)."""
 
     name = "beneficial_only"
     config_type = BeneficialOnlyConfig
     presets: Mapping[str, Mapping[str, Any]] = PRESETS
-
-    def config_from_dict(self, values: Mapping[str, Any]) -> BeneficialOnlyConfig:
-        return config_from_dict(BeneficialOnlyConfig, values, "beneficial_only")
-
-    def config_to_dict(self, config: BeneficialOnlyConfig) -> dict[str, Any]:
-        return config_to_dict(config)
 
     def training_steps(self, config: BeneficialOnlyConfig) -> tuple[int, int]:
         return config.steps, 0

@@ -37,6 +37,19 @@ def config_to_dict(config: Any) -> dict[str, Any]:
             for f in dataclasses.fields(config)}
 
 
+class DataclassConfigCodec:
+    """``config_from_dict`` / ``config_to_dict`` of a defense whose config is the frozen dataclass ``config_type``."""
+
+    name: str
+    config_type: type[Any]
+
+    def config_from_dict(self, values: Mapping[str, Any]) -> Any:
+        return config_from_dict(self.config_type, values, self.name)
+
+    def config_to_dict(self, config: Any) -> dict[str, Any]:
+        return config_to_dict(config)
+
+
 def check_int(name: str, value: Any, low: int) -> None:
     """ConfigError unless ``value`` is an integer >= ``low``."""
     if not isinstance(value, int) or isinstance(value, bool) or value < low:

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
 
-from mlac.audit.compare import compare
+from mlac.audit.compare import Comparison, compare
 from mlac.audit.result_schema import AuditResult
 from service.deps import PrincipalDep, StateDep
 from service.errors import NotFoundError, NotReadyError
@@ -39,13 +39,12 @@ def audit_result(state: AppState, job_id: str, owner: str | None) -> AuditResult
     return AuditResult.read(path)
 
 
-def _compute(state: AppState, body: ComparisonCreate, owner: str | None) -> ComparisonPublic:
-    a = audit_result(state, body.job_a, owner)
-    b = a if body.job_b == body.job_a else audit_result(state, body.job_b, owner)
-    found = compare(a, b, model_a=body.model_a, model_b=body.model_b, alpha=body.alpha)
-    plain = found.to_dict()
-    plain["a"]["job_id"], plain["b"]["job_id"] = body.job_a, body.job_b
-    return ComparisonPublic.model_validate(plain)
+def comparison_of(state: AppState, job_a: str, job_b: str, owner: str | None, *, model_a: str | None = None,
+                  model_b: str | None = None, alpha: float = 0.05) -> Comparison:
+    """The comparison of two of the caller's finished audits (the web view's page uses it too)."""
+    a = audit_result(state, job_a, owner)
+    b = a if job_b == job_a else audit_result(state, job_b, owner)
+    return compare(a, b, model_a=model_a, model_b=model_b, alpha=alpha)
 
 
 @router.post("", response_model=ComparisonPublic, responses={**ERRORS, 200: {"content": {
@@ -56,22 +55,17 @@ async def create_comparison(body: ComparisonCreate, state: StateDep, principal: 
     """Compare audit B with audit A: per task and n, B - A paired by seed with its interval and a Holm-adjusted
     test, the statements, the data-cost multipliers and what differs. 422 ``not_comparable`` when the two were not
     measured the same way (different data, splits or attacker)."""
-    owner = principal.owner_filter
+    found = await run_in_threadpool(comparison_of, state, body.job_a, body.job_b, principal.owner_filter,
+                                    model_a=body.model_a, model_b=body.model_b, alpha=body.alpha)
     if format == "json":
-        answer = await run_in_threadpool(_compute, state, body, owner)
+        plain = found.to_dict()
+        plain["a"]["job_id"], plain["b"]["job_id"] = body.job_a, body.job_b
+        answer = ComparisonPublic.model_validate(plain)
         return Response(json.dumps(state.redactor.json(answer.model_dump(mode="json"))), media_type="application/json")
     from mlac.audit.compare_report import comparison_html, comparison_png
 
-    def render() -> bytes:
-        a = audit_result(state, body.job_a, owner)
-        b = a if body.job_b == body.job_a else audit_result(state, body.job_b, owner)
-        found = compare(a, b, model_a=body.model_a, model_b=body.model_b, alpha=body.alpha)
-        if format == "png":
-            return comparison_png(found)
-        return state.redactor.text(comparison_html(found)).encode("utf-8")
-
-    content = await run_in_threadpool(render)
     if format == "png":
-        return Response(content, media_type="image/png")
-    return Response(content, media_type="text/html; charset=utf-8",
+        return Response(await run_in_threadpool(comparison_png, found), media_type="image/png")
+    page = state.redactor.text(await run_in_threadpool(comparison_html, found))
+    return Response(page.encode("utf-8"), media_type="text/html; charset=utf-8",
                     headers={"Content-Security-Policy": PAGE_CSP, "X-Content-Type-Options": "nosniff"})

@@ -292,13 +292,11 @@ async def job_figure(request: Request, state: AppState, session: Session, princi
 
 def _compare_html(state: AppState, job_a: str, job_b: str, model_a: str | None, model_b: str | None,
                   principal: Principal) -> str:
-    from mlac.audit.compare import compare
     from mlac.audit.compare_report import comparison_html
-    from service.routes.comparisons import audit_result
+    from service.routes.comparisons import comparison_of
 
-    a = audit_result(state, job_a, principal.owner_filter)
-    b = a if job_b == job_a else audit_result(state, job_b, principal.owner_filter)
-    return state.redactor.text(comparison_html(compare(a, b, model_a=model_a, model_b=model_b)))
+    found = comparison_of(state, job_a, job_b, principal.owner_filter, model_a=model_a, model_b=model_b)
+    return state.redactor.text(comparison_html(found))
 
 
 async def compare_view(request: Request, state: AppState, session: Session, principal: Principal) -> Response:
