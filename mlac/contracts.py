@@ -79,6 +79,7 @@ class TrialResult:
     """What one attack trial returned: a :class:`~mlac.attacks.TrialOutcome`'s fields when ``ok``, else the
     ``error`` (a traceback, or the one-line message of an input error: ``user_error``); ``node_id`` and
     ``worker_pid`` say where an executor ran it, ``reused`` that a stored result of the same spec was returned.
+    ``report_predictions`` (the report rows' predicted labels) is set only for a trial asked to log samples.
 
     :func:`mlac.audit.trial.run_trial` returns one; executors send :meth:`to_dict` across processes (a Ray
     task's return value, the worker's trial store file) and the study driver reads it back with
@@ -97,6 +98,7 @@ class TrialResult:
     flops: float = 0.0
     report_majority_rate: float | None = None
     seen_ids: dict[str, list[str]] = field(default_factory=dict)
+    report_predictions: tuple[int, ...] | None = None
     node_id: str | None = None
     worker_pid: int | None = None
     reused: bool = False
@@ -126,7 +128,8 @@ class TrialResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able form: ``{"ok": True, **TrialOutcome.to_dict()}`` or ``{"ok": False, "error",
-        "user_error"}``, plus the placement keys that are set and ``reused`` when true."""
+        "user_error"}``, plus the placement keys that are set, ``reused`` when true and ``report_predictions``
+        when set (absent otherwise: the plain form of a trial that logged no samples is what it always was)."""
         if self.ok:
             out: dict[str, Any] = {
                 "ok": True, "selection_curve": [[int(s), float(a)] for s, a in self.selection_curve],
@@ -135,6 +138,8 @@ class TrialResult:
                 "wall_s": self.wall_s, "flops": self.flops, "report_majority_rate": self.report_majority_rate,
                 "seen_ids": {k: list(v) for k, v in self.seen_ids.items()},
             }
+            if self.report_predictions is not None:
+                out["report_predictions"] = list(self.report_predictions)
         else:
             out = {"ok": False, "error": self.error, "user_error": self.user_error}
         out.update(self.placement())
@@ -159,13 +164,14 @@ class TrialResult:
         if missing:
             raise ValueError(f"a successful trial result needs {missing}; keys {sorted(data)}")
         # Values pass through unconverted: the plain form read back must be the plain form written.
+        predictions = data.get("report_predictions")
         return cls(
             ok=True, selection_curve=tuple((s, a) for s, a in data.get("selection_curve", ())),
             best_selection_accuracy=data["best_selection_accuracy"], best_step=data.get("best_step", 0),
             report_accuracy=data.get("report_accuracy"), steps_run=data.get("steps_run", 0), pruned=data["pruned"],
             wall_s=data.get("wall_s", 0.0), flops=data.get("flops", 0.0),
             report_majority_rate=data.get("report_majority_rate"), seen_ids=dict(data.get("seen_ids") or {}),
-            node_id=node_id, worker_pid=worker_pid, reused=reused,
+            report_predictions=tuple(predictions) if predictions is not None else None, node_id=node_id, worker_pid=worker_pid, reused=reused,
         )
 
 

@@ -347,7 +347,8 @@ class Client:
             raise
 
     def export_csv(self, job_id: str, table: str = "curves") -> str:
-        """``GET /v1/jobs/{id}/export.csv``: one table (``curves``, ``seed_points``, ``trials``) of a finished audit."""
+        """``GET /v1/jobs/{id}/export.csv``: one table (``curves``, ``seed_points``, ``trials``; ``samples``,
+        ``samples_summary`` of an audit run with ``log_samples``) of a finished audit."""
         return self._send("GET", f"/v1/jobs/{job_id}/export.csv", params={"table": table}).text
 
     # comparisons, schedules, the model back

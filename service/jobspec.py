@@ -31,11 +31,14 @@ WORKER_KEY = "worker_spec"
 
 
 def spec_hash(body: JobCreate) -> str:
-    """Hash of the canonical request body (what an Idempotency-Key is bound to). A request without ``defense``
-    hashes as it did before the field existed, so retries of older submissions still match."""
+    """Hash of the canonical request body (what an Idempotency-Key is bound to). A request without ``defense`` or
+    with ``audit.log_samples`` off hashes as it did before the field existed, so retries of older submissions
+    still match."""
     data = body.model_dump(mode="json")
     if data.get("defense") is None:
         data.pop("defense", None)
+    if not data["audit"].get("log_samples"):
+        data["audit"].pop("log_samples", None)
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -82,7 +85,7 @@ def audit_overrides(body: JobCreate) -> AuditOverrides:
         tasks=tuple(opts.tasks) if opts.tasks is not None else None,
         selection_max=opts.selection_max, report_max=opts.report_max, max_length=opts.max_length,
         split_seed=opts.split_seed, max_trials=opts.max_trials, patience=opts.patience, reruns=opts.reruns,
-        verdict=opts.verdict.model_dump(exclude_none=True),
+        verdict=opts.verdict.model_dump(exclude_none=True), log_samples=opts.log_samples,
     )
 
 

@@ -61,6 +61,9 @@ class AuditOptions(Strict):
     max_length: int | None = Field(default=None, ge=8, le=512)
     split_seed: Seed = 0
     verdict: VerdictOptions = Field(default_factory=VerdictOptions)
+    log_samples: bool = Field(default=False, description=(
+        "also keep every rerun's prediction of every report example: GET /v1/jobs/{id}/export.csv?table=samples "
+        "(one row per model, task, n, seed, rerun, example) or table=samples_summary (per example)"))
 
     @field_validator("sizes", "seeds", "tasks", "baselines")
     @classmethod

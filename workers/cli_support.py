@@ -36,11 +36,11 @@ from workers.settings import RaySettings
 Progress = Callable[[dict[str, Any]], None]
 
 
-def cli_settings(address: str | None) -> RaySettings:
+def cli_settings(address: str | None, max_group: int | None = None) -> RaySettings:
     """Settings for a CLI run: ``address`` (None or "auto": ``RAY_ADDRESS``, else a local Ray under
-    ``$MLAC_DATA_DIR``, default ./data)."""
+    ``$MLAC_DATA_DIR``, default ./data); ``max_group`` overrides ``MLAC_RAY_MAX_GROUP``."""
     return RaySettings.from_env(Path(os.environ.get("MLAC_DATA_DIR", "data")),
-                                address=None if address in (None, "auto") else address)
+                                address=None if address in (None, "auto") else address, max_group=max_group)
 
 
 def connect(address: str | None, settings: RaySettings | None = None) -> RayHandle:
@@ -51,10 +51,10 @@ def connect(address: str | None, settings: RaySettings | None = None) -> RayHand
     return handle
 
 
-def ray_executor(address: str | None) -> RayTrialExecutor:
+def ray_executor(address: str | None, max_group: int | None = None) -> RayTrialExecutor:
     """Join the Ray cluster at ``address`` (or start a local one) and return an executor that runs the
-    audit's trials as Ray tasks, ``max_concurrency`` at a time."""
-    settings = cli_settings(address)
+    audit's trials as Ray tasks, ``max_concurrency`` at a time (groups of up to ``max_group`` trials each)."""
+    settings = cli_settings(address, max_group)
     connect(address, settings)
     return RayTrialExecutor.from_settings(settings)
 

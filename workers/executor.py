@@ -20,7 +20,8 @@ from typing import Any
 import ray
 
 from mlac.audit.trial import WorkerContext, run_trial
-from mlac.contracts import study_label
+from mlac.audit.trial_group import DEFAULT_MAX_GROUP, run_trial_group, spec_groups
+from mlac.contracts import TrialResult, study_label
 from mlac.errors import StoppedError
 from workers.metrics import audit_metrics
 from workers.resources import adopt_assigned_cpus, assigned_device, trial_gpus, trial_options
@@ -74,6 +75,47 @@ def run_trial_task(spec: dict[str, Any], num_cpus: float, store_root: str | None
     return execute_trial(spec, num_cpus, store_root)
 
 
+def execute_trial_group(specs: list[dict[str, Any]], num_cpus: float, store_root: str | None,
+                        max_group: int) -> list[dict[str, Any]]:
+    """Run a group of trials together (:func:`~mlac.audit.trial_group.run_trial_group`) on the device Ray
+    assigned; trials whose result is already stored are returned from the store, not run again."""
+    store = TrialResultStore(store_root) if store_root else None
+    results: list[TrialResult | None] = [None] * len(specs)
+    if store is not None:
+        for i, spec in enumerate(specs):
+            stored = store.get(spec)
+            if stored is not None:
+                results[i] = replace(stored, reused=True)
+    todo = [i for i, r in enumerate(results) if r is None]
+    if todo:
+        adopt_assigned_cpus(num_cpus)
+        device = str(assigned_device())
+        ran = run_trial_group([{**specs[i], "device": device} for i in todo], _worker_context(), max_group=max_group)
+        node, pid = ray.get_runtime_context().get_node_id(), os.getpid()
+        for i, result in zip(todo, ran, strict=True):
+            result = result.placed(node, pid)
+            if store is not None and result.ok:
+                result, mine = store.put_once(specs[i], result)
+                if not mine:
+                    result = replace(result, reused=True)
+            results[i] = result
+    return [r.to_dict() for r in results if r is not None]
+
+
+@ray.remote
+def run_trial_group_task(specs: list[dict[str, Any]], num_cpus: float, store_root: str | None,
+                         max_group: int) -> list[dict[str, Any]]:
+    """Ray task body (see :func:`execute_trial_group`)."""
+    return execute_trial_group(specs, num_cpus, store_root, max_group)
+
+
+def group_task_name(job_id: str | None, specs: Sequence[dict[str, Any]]) -> str:
+    """The Ray task name of a group: the first trial's name and how many train with it, e.g.
+    ``mlac-trial job_ab12 censored/harmful/n20/s0 full +7``."""
+    name = trial_task_name(job_id, specs[0])
+    return f"{name} +{len(specs) - 1}" if len(specs) > 1 else name
+
+
 class RayTrialExecutor:
     """Runs each batch of trial specs as parallel Ray tasks; honours a stop flag."""
 
@@ -89,6 +131,7 @@ class RayTrialExecutor:
         poll_s: float = 0.5,
         results_dir: str | None = None,
         concurrency: int = 2,
+        max_group: int = DEFAULT_MAX_GROUP,
     ) -> None:
         self.job_id = job_id
         self.results_dir = results_dir
@@ -97,8 +140,11 @@ class RayTrialExecutor:
         self.should_stop = should_stop
         self.poll_s = poll_s
         self.executed = 0
+        #: Ray tasks in flight at once; each runs one trial, or a group of up to ``max_group`` trained together.
+        self.tasks = max(1, int(concurrency))
+        self.max_group = max(1, int(max_group))
         #: How many trials run at once (the audit runner keeps enough searches in flight to fill it).
-        self.concurrency = max(1, int(concurrency))
+        self.concurrency = self.tasks * self.max_group
         self.nodes: set[str] = set()
         self.running: list[ray.ObjectRef] = []
 
@@ -108,40 +154,42 @@ class RayTrialExecutor:
         """An executor whose trials ask for what ``settings`` say (GPUs resolved against the cluster)."""
         return cls(job_id=job_id, num_cpus=settings.trial_cpus, num_gpus=trial_gpus(settings),
                    resources=settings.trial_resources, max_retries=settings.trial_max_retries, should_stop=should_stop,
-                   results_dir=results_dir, concurrency=settings.max_concurrency)
+                   results_dir=results_dir, concurrency=settings.max_concurrency, max_group=settings.max_group)
 
     def map(self, specs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Run every spec as a Ray task, at most :attr:`concurrency` at once; results in spec order.
+        """Run every spec as Ray tasks, at most :attr:`tasks` at once; results in spec order.
 
-        Polls the stop flag every ``poll_s``: on stop the running tasks are force-cancelled and
-        StoppedError is raised. A task whose retries ran out raises its Ray error (the job fails).
+        Specs that can train together go to one task as a group (:func:`~mlac.audit.trial_group.spec_groups`,
+        at most ``max_group``); a group of one is a plain trial task. Polls the stop flag every ``poll_s``:
+        on stop the running tasks are force-cancelled and StoppedError is raised. A task whose retries ran
+        out raises its Ray error (the job fails).
         """
         m = audit_metrics()
         tags = {"job": self.job_id}
         results: list[dict[str, Any] | None] = [None] * len(specs)
-        queue = list(range(len(specs)))
-        in_flight: dict[ray.ObjectRef, int] = {}
+        queue = spec_groups(specs, self.max_group)
+        in_flight: dict[ray.ObjectRef, list[int]] = {}
         try:
             while queue or in_flight:
                 if self.should_stop is not None and self.should_stop():
                     self.cancel()
                     raise StoppedError("audit stopped: running trials were cancelled")
-                while queue and len(in_flight) < self.concurrency:
-                    i = queue.pop(0)
-                    ref = run_trial_task.options(name=trial_task_name(self.job_id, specs[i]), **self.options).remote(
-                        dict(specs[i]), self.num_cpus, self.results_dir)
-                    in_flight[ref] = i
+                while queue and len(in_flight) < self.tasks:
+                    group = queue.pop(0)
+                    in_flight[self._submit([dict(specs[i]) for i in group])] = group
                     self.running = list(in_flight)
-                    m["started"].inc(tags=tags)
+                    m["started"].inc(len(group), tags=tags)
                 done, _ = ray.wait(list(in_flight), num_returns=1, timeout=self.poll_s)
                 for ref in done:
-                    result = ray.get(ref)
-                    results[in_flight.pop(ref)] = result
+                    got = ray.get(ref)
+                    group = in_flight.pop(ref)
                     self.running = list(in_flight)
-                    self.executed += 1
-                    m["finished" if result.get("ok") else "failed"].inc(tags=tags)
-                    if result.get("node_id"):
-                        self.nodes.add(str(result["node_id"]))
+                    for i, result in zip(group, got if isinstance(got, list) else [got], strict=True):
+                        results[i] = result
+                        self.executed += 1
+                        m["finished" if result.get("ok") else "failed"].inc(tags=tags)
+                        if result.get("node_id"):
+                            self.nodes.add(str(result["node_id"]))
         except ray.exceptions.RayError:  # retries ran out: cancel the rest, the audit fails with this traceback
             m["failed"].inc(tags=tags)
             self.cancel()
@@ -149,6 +197,14 @@ class RayTrialExecutor:
         finally:
             self.running = []
         return [r for r in results if r is not None]
+
+    def _submit(self, group: list[dict[str, Any]]) -> ray.ObjectRef:
+        """One Ray task for ``group``: a plain trial task for one spec, a group task otherwise."""
+        if len(group) == 1:
+            return run_trial_task.options(name=trial_task_name(self.job_id, group[0]), **self.options).remote(
+                group[0], self.num_cpus, self.results_dir)
+        return run_trial_group_task.options(name=group_task_name(self.job_id, group), **self.options).remote(
+            group, self.num_cpus, self.results_dir, self.max_group)
 
     def cancel(self) -> None:
         """Force-cancel every running trial task (their worker processes are killed)."""

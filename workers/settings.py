@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlac.audit.trial_group import DEFAULT_MAX_GROUP
 from mlac.errors import ConfigError
 
 #: Environment variables :meth:`RaySettings.from_env` reads (once, at start-up), and the field each sets.
@@ -18,6 +19,7 @@ ENV_FIELDS: dict[str, tuple[str, type]] = {
     "MLAC_RAY_CENSOR_CPUS": ("censor_cpus", float),
     "MLAC_RAY_CENSOR_GPUS": ("censor_gpus", float),
     "MLAC_RAY_MAX_CONCURRENCY": ("max_concurrency", int),
+    "MLAC_RAY_MAX_GROUP": ("max_group", int),
     "MLAC_RAY_TRIAL_MAX_RETRIES": ("trial_max_retries", int),
 }
 #: JSON object of custom Ray resources every trial asks for, e.g. ``{"attack_node": 1}`` (sets ``trial_resources``).
@@ -34,6 +36,8 @@ class RaySettings:
     ``gpu_share`` of one (0.25: four small-model trials share a GPU) and a censoring run for a whole
     one; without GPUs both ask for none. A number (fractions allowed) is used as given.
     ``trial_resources`` are custom Ray resources every trial asks for (e.g. ``{"attack_node": 1}``).
+    ``max_group``: at most this many ready trials train together in one Ray task
+    (:mod:`mlac.audit.trial_group`; the worker sizes groups to its free memory); 1 runs every trial alone.
     """
 
     address: str | None = None
@@ -48,6 +52,7 @@ class RaySettings:
     censor_gpus: float | None = None
     trial_resources: dict[str, float] = field(default_factory=dict)
     max_concurrency: int = 2
+    max_group: int = DEFAULT_MAX_GROUP
     trial_max_retries: int = 3
     actor_max_restarts: int = 3
 
@@ -62,6 +67,8 @@ class RaySettings:
             raise ConfigError(f"gpu_share must be in (0, 1], got {self.gpu_share}: it is the part of one GPU a trial gets")
         if self.max_concurrency < 1:
             raise ConfigError("max_concurrency must be at least 1")
+        if self.max_group < 1:
+            raise ConfigError("max_group must be at least 1 (1 runs every trial alone)")
         if self.trial_max_retries < 0 or self.actor_max_restarts < 0:
             raise ConfigError("trial_max_retries and actor_max_restarts must be >= 0")
         if any(v <= 0 for v in self.trial_resources.values()):

@@ -33,6 +33,7 @@ from mlac.audit.microbatch import length_micro_batches
 from mlac.data.encoded import EncodedSplit
 from mlac.errors import ConfigError
 from mlac.models import EncoderClassifier, make_head
+from mlac.models.encoder import feature_dtype
 
 if TYPE_CHECKING:
     from mlac.audit.features import FeatureCache
@@ -79,11 +80,16 @@ class TrialOutcome:
     flops: float
     report_majority_rate: float = 0.0
     seen_ids: dict[str, list[str]] = field(default_factory=dict)
+    #: The predicted label of every report-split row, in the report split's own row order (``log_samples``);
+    #: None when not asked for, and for a pruned trial.
+    report_predictions: list[int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able form (what executors send back)."""
+        """Plain JSON-able form (what executors send back); ``report_predictions`` only when set."""
         out = asdict(self)
         out["selection_curve"] = [[int(s), float(a)] for s, a in self.selection_curve]
+        if self.report_predictions is None:
+            out.pop("report_predictions")
         return out
 
 
@@ -131,16 +137,21 @@ class _Features:
 
 
 @torch.no_grad()
-def _accuracy(feats: _Features, head: nn.Module, name: str, split: EncodedSplit, labels: torch.Tensor, chunk: int = 128) -> float:
-    """Accuracy on the whole split, in length-sorted chunks (little padding; the same chunks as
-    :func:`~mlac.audit.features.compute_features`, so slow and fast paths see the same batches)."""
+def _predict(feats: _Features, head: nn.Module, name: str, split: EncodedSplit, chunk: int = 128) -> torch.Tensor:
+    """The predicted label of every row of the split, in the split's own row order; computed in length-sorted
+    chunks (little padding; the same chunks as :func:`~mlac.audit.features.compute_features`, so slow and fast
+    paths see the same batches)."""
     order = sorted(range(len(split)), key=lambda i: (len(split.ids[i]), i))
-    correct = 0
+    pred = torch.zeros(len(split), dtype=torch.long)
     for start in range(0, len(order), chunk):
         rows = order[start : start + chunk]
-        pred = head(feats(name, split, rows)).argmax(-1).cpu()
-        correct += int((pred == labels[torch.as_tensor(rows)]).sum())
-    return correct / max(1, len(split))
+        pred[torch.as_tensor(rows, dtype=torch.long)] = head(feats(name, split, rows)).argmax(-1).cpu()
+    return pred
+
+
+def _accuracy(feats: _Features, head: nn.Module, name: str, split: EncodedSplit, labels: torch.Tensor) -> float:
+    """Accuracy on the whole split (:func:`_predict`)."""
+    return int((_predict(feats, head, name, split) == labels.cpu()).sum()) / max(1, len(split))
 
 
 @dataclass
@@ -240,6 +251,7 @@ def run_attack_trial(
     model_key: str | None = None,
     device: torch.device | None = None,
     record_ids: bool = False,
+    log_samples: bool = False,
 ) -> TrialOutcome:
     """Run one attack; see the module docstring. Deterministic for a given ``seed`` on CPU.
 
@@ -249,7 +261,8 @@ def run_attack_trial(
     read: for gradient steps (``train``), for checkpoint selection (``selection``) and for the final
     score (``report``). While it runs the trial puts its tensors into ``model`` (reparametrised modules,
     hooks) and switches its train/eval mode: both are undone on the way out, but two trials must not share
-    one model object at the same time.
+    one model object at the same time. ``log_samples`` fills :attr:`TrialOutcome.report_predictions` (the
+    report rows' predicted labels, from the same forward pass that gives ``report_accuracy``).
     """
     if eval_every < 1:
         raise ConfigError(f"eval_every must be at least 1, got {eval_every}")
@@ -258,7 +271,7 @@ def run_attack_trial(
     started = time.perf_counter()
     device = device if device is not None else next(model.parameters()).device
     labels_rep = labels_of(data.report, task)
-    head = make_head(model.hidden_size, num_labels, seed, device=device)
+    head = make_head(model.hidden_size, num_labels, seed, device=device, dtype=feature_dtype(model))
     setup = get_attack(params.kind).setup(model, params, seed)
     feats = _Features(model, device, setup, feature_cache, model_key or "unnamed", sorted(set(data.pool_rows)))
     trial = _Trial(model, data, task, num_labels, params, seed, setup, head, feats, device, eval_every, report_hook)
@@ -270,10 +283,12 @@ def run_attack_trial(
             steps_run = train_loop([*setup.trainable.values(), *head.parameters()], params.steps,
                                    optimizer=make_optimizer(params), lr=lambda step: params.lr * lr_factor(step, params),
                                    backward=trial.backward, grad_clip=params.grad_clip, after_step=trial.after_step)
-            report_acc = None
+            report_acc, report_pred = None, None
             if not trial.pruned and trial.restore_best():
                 model.eval()
-                report_acc = _accuracy(feats, head, "report", data.report, labels_rep)
+                pred = _predict(feats, head, "report", data.report)
+                report_acc = int((pred == labels_rep.cpu()).sum()) / max(1, len(data.report))
+                report_pred = pred.tolist() if log_samples else None
     finally:
         model.train(was_training)
     seen_ids: dict[str, list[str]] = {}
@@ -292,4 +307,5 @@ def run_attack_trial(
         flops=trial.flops,
         report_majority_rate=majority_rate(labels_rep),
         seen_ids=seen_ids,
+        report_predictions=report_pred,
     )

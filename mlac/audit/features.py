@@ -20,6 +20,7 @@ import torch
 
 from mlac.data.encoded import EncodedSplit
 from mlac.models import EncoderClassifier
+from mlac.models.encoder import feature_dtype
 
 
 @torch.no_grad()
@@ -33,12 +34,12 @@ def compute_features(model: EncoderClassifier, split: EncodedSplit, device: torc
     was_training = model.training
     model.eval()
     order = sorted(range(len(wanted)), key=lambda i: (len(split.ids[wanted[i]]), wanted[i]))
-    out = torch.empty(len(wanted), model.hidden_size, device=device)
+    out = torch.empty(len(wanted), model.hidden_size, device=device, dtype=feature_dtype(model))
     try:
         for start in range(0, len(order), chunk):
             positions = order[start : start + chunk]
             batch = split.batch([wanted[p] for p in positions], device)
-            out[torch.as_tensor(positions, device=device)] = model(**batch.inputs).float()
+            out[torch.as_tensor(positions, device=device)] = model(**batch.inputs).to(out.dtype)
     finally:
         model.train(was_training)
     return out

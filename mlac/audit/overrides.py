@@ -36,6 +36,8 @@ class AuditOverrides:
     max_trials: int | None = None
     patience: int | None = None
     reruns: int | None = None
+    #: Write the reruns' per-example report predictions (``samples.csv``); None keeps the request's default (off).
+    log_samples: bool | None = None
     #: VerdictPolicy fields by name (``delta_random``, ``statistic``, ...); absent keys keep the preset's.
     verdict: dict[str, Any] = field(default_factory=dict)
 
@@ -68,4 +70,6 @@ def build_audit_request(preset: str, *, dataset: str, models: tuple[str, ...] = 
                             space=space, search=search, device=device, **plain)
     if o.verdict:
         request = request.replace(verdict=replace(request.verdict, **o.verdict))
+    if o.log_samples is not None:
+        request = request.replace(log_samples=bool(o.log_samples))
     return request

@@ -67,6 +67,9 @@ class AuditRequest:
     device: str = "auto"
     preset: str | None = None
     verdict: VerdictPolicy = field(default_factory=VerdictPolicy)
+    #: Also write the reruns' per-example report predictions (``samples.csv``); an output option: it changes
+    #: no number, no study and not :func:`audit_id`.
+    log_samples: bool = False
 
     def __post_init__(self) -> None:
         for name in ("models", "baselines", "tasks", "sizes", "seeds"):
@@ -116,8 +119,12 @@ class AuditRequest:
             )
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able form (tuples become lists)."""
-        return json.loads(json.dumps(asdict(self)))
+        """Plain JSON-able form (tuples become lists); ``log_samples`` only when set (so the result JSON of an
+        audit without it is what it was before the option existed)."""
+        out: dict[str, Any] = json.loads(json.dumps(asdict(self)))
+        if not self.log_samples:
+            out.pop("log_samples")
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AuditRequest:
@@ -177,5 +184,6 @@ def audit_id(request: AuditRequest, model_shas: dict[str, str], dataset_fingerpr
     """Content id of an audit: same request, checkpoints and data -> same id -> same Optuna studies."""
     body = request.to_dict()
     body.pop("device", None)
+    body.pop("log_samples", None)  # an output option: the same audit, with or without per-example predictions
     payload = json.dumps({"request": body, "models": model_shas, "data": dataset_fingerprint}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]

@@ -19,6 +19,7 @@ from typing import Any
 from mlac.audit.baselines import build_baselines
 from mlac.audit.protocol import AuditRequest, audit_id, expand, model_labels, plan_counts
 from mlac.audit.result_schema import AuditResult
+from mlac.audit.samples import remove_samples, write_samples
 from mlac.audit.scheduling import InProcessExecutor, TrialExecutor, run_studies_lockstep
 from mlac.audit.space import derived_seed, reference_grid
 from mlac.audit.storage import default_storage_url, open_storage
@@ -138,7 +139,7 @@ def run_studies(
     drivers = [
         StudyDriver(key, base_spec(request, key), request.space, request.search, model_sha=prepared.shas[key.model],
                     data_fingerprint=prepared.dataset_fingerprint, storage=storage, on_trial=on_trial(index),
-                    namespace=study_namespace)
+                    namespace=study_namespace, log_samples=request.log_samples)
         for index, key in enumerate(prepared.keys)
     ]
     return run_studies_lockstep(drivers, executor, width=executor_width(executor, request.search.parallelism),
@@ -166,7 +167,9 @@ def execute_audit(
     storage_url: str | None = None,
     study_namespace: str | None = None,
 ) -> tuple[PreparedAudit, list[StudyResult]]:
-    """Validate, build baselines and run every search; writes ``studies.json`` (one record per seed point)."""
+    """Validate, build baselines and run every search; writes ``studies.json`` (one record per seed point) and, with
+    the request's ``log_samples``, ``samples.csv`` and ``samples_summary.csv`` (:mod:`mlac.audit.samples`; without
+    it, sample files a former run left in ``out_dir`` are removed: they would not describe this run)."""
     emit = progress or (lambda event: None)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -174,6 +177,11 @@ def execute_audit(
     results = run_studies(prepared, storage_url or default_storage_url(out),
                           executor if executor is not None else InProcessExecutor(), emit, should_stop, study_namespace)
     (out / STUDIES_FILE).write_text(json.dumps([study_record(r) for r in results], indent=2, sort_keys=True), encoding="utf-8")
+    if request.log_samples:
+        write_samples(request, results, out)
+    else:
+        for stale in remove_samples(out):
+            log.info("removed %s: written by a former run with log_samples, not by this one", stale)
     return prepared, results
 
 

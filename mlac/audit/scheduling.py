@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from mlac.audit.study import SearchError, ShouldStop, StudyDriver, StudyResult
 from mlac.audit.trial import WorkerContext, run_trial
+from mlac.audit.trial_group import DEFAULT_MAX_GROUP, run_trial_group, spec_groups
 from mlac.errors import ConfigError, StoppedError
 
 
@@ -30,21 +31,35 @@ class TrialExecutor(Protocol):
 
 
 class InProcessExecutor:
-    """Runs trials one after the other in this process, sharing one :class:`WorkerContext`."""
+    """Runs trials in this process, sharing one :class:`WorkerContext`.
 
-    concurrency = 1
+    ``batched`` (the default): the trials of each batch that can train together do
+    (:mod:`mlac.audit.trial_group`, at most ``max_group`` per group), and :attr:`concurrency` asks the runner
+    for enough studies in flight to fill a group; otherwise one trial after the other. The results are the
+    same either way (each trial's randomness is its own).
+    """
 
-    def __init__(self, context: WorkerContext | None = None) -> None:
+    def __init__(self, context: WorkerContext | None = None, *, batched: bool = True,
+                 max_group: int = DEFAULT_MAX_GROUP) -> None:
+        if max_group < 1:
+            raise ConfigError(f"max_group must be at least 1, got {max_group}")
         self.context = context if context is not None else WorkerContext()
+        self.batched, self.max_group = batched, max_group
+        #: Trials this executor takes at once: a group's worth when batched, else one.
+        self.concurrency = max_group if batched else 1
         self.executed = 0
 
     def map(self, specs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Run ``specs`` sequentially."""
-        out = []
-        for spec in specs:
-            self.executed += 1
-            out.append(run_trial(dict(spec), self.context).to_dict())
-        return out
+        """Run ``specs``: grouped when batched, else sequentially; results in spec order."""
+        self.executed += len(specs)
+        if not self.batched:
+            return [run_trial(dict(spec), self.context).to_dict() for spec in specs]
+        out: list[dict[str, Any] | None] = [None] * len(specs)
+        for group in spec_groups(specs, self.max_group):
+            for i, result in zip(group, run_trial_group([specs[i] for i in group], self.context,
+                                                        max_group=self.max_group), strict=True):
+                out[i] = result.to_dict()
+        return [r for r in out if r is not None]
 
 
 def run_studies_lockstep(

@@ -24,7 +24,9 @@ settings) and the storage is persistent, so a second run of the same search load
 its finished trials toward the budget and runs only what is left. Trials left RUNNING by a crash are
 run again under their own trial numbers, with their own parameters, seeds and pruning references, before
 anything new is asked: they consume no extra budget and the study ends exactly as an undisturbed one.
-Reruns of the winning configuration are recorded in the study's user attributes and reused too. The
+Reruns of the winning configuration are recorded in the study's user attributes and reused too (with
+``log_samples``, their per-example report predictions are recorded beside them, and reruns stored without
+predictions are run again to get them). The
 budget (``max_trials``, ``patience``, ``reruns``) is not part of the name: a larger budget continues the
 same study. A study written by another major version of Optuna is refused (its sampler would not
 continue the same sequence).
@@ -45,6 +47,7 @@ from optuna.samplers import TPESampler
 from optuna.trial import FrozenTrial, TrialState
 
 from mlac.attacks import AttackParams
+from mlac.audit.samples import PREDICTIONS_ATTR, decode_predictions, encode_predictions
 from mlac.audit.space import SearchConfig, SearchSpace, derived_seed, reference_grid
 from mlac.audit.storage import check_study_version
 from mlac.audit.trial import PruneRule, TrialSpec
@@ -81,7 +84,8 @@ def study_identity(key: StudyKey, base_spec: TrialSpec, space: SearchSpace, conf
     apart in one shared database: without it they would drive the same studies, at the same time if both
     run. A resumed job keeps its id, so it still finds its own finished trials."""
     spec = base_spec.to_dict()
-    for volatile in ("checkpoint", "dataset", "params", "trial_seed", "prune", "device", "record_ids", "tag"):
+    for volatile in ("checkpoint", "dataset", "params", "trial_seed", "prune", "device", "record_ids", "tag",
+                     "log_samples"):
         spec.pop(volatile, None)
     sampler = {k: v for k, v in asdict(config).items() if k not in ("max_trials", "patience", "reruns")}
     identity = {"model_sha256": model_sha, "data": data_fingerprint, "task": key.task, "n": key.n, "seed": key.seed,
@@ -115,6 +119,8 @@ class StudyResult:
     trial_history: list[dict[str, Any]] = field(default_factory=list)
     failed_trials: int = 0
     majority_rate: float | None = None
+    #: Per rerun, the predicted label of every report-split row (report row order); None without ``log_samples``.
+    rerun_predictions: list[list[int]] | None = None
 
 
 
@@ -154,7 +160,8 @@ class StudyDriver:
     Phases: ``search`` (batches of ``config.parallelism`` TPE trials until the budget or patience ends
     it), ``reruns`` (one batch: the winner ``config.reruns`` times), ``done``. :meth:`run` drives it
     with its own executor; :func:`~mlac.audit.scheduling.run_studies_lockstep` drives many drivers through one
-    executor.
+    executor. ``log_samples``: the reruns (only they, never a search trial) also return the report split's
+    per-example predictions, kept in the study (:data:`~mlac.audit.samples.PREDICTIONS_ATTR`) and in the result.
     """
 
     def __init__(
@@ -171,8 +178,10 @@ class StudyDriver:
         should_stop: ShouldStop | None = None,
         on_trial: OnTrial | None = None,
         namespace: str | None = None,
+        log_samples: bool = False,
     ) -> None:
         self.key, self.base_spec, self.space, self.config = key, base_spec, space, config
+        self.log_samples = log_samples
         self.executor, self.should_stop, self.on_trial = executor, should_stop, on_trial
         self.identity = study_identity(key, base_spec, space, config, model_sha=model_sha, data_fingerprint=data_fingerprint,
                                        namespace=namespace)
@@ -196,6 +205,7 @@ class StudyDriver:
         self._asked: list[tuple[optuna.Trial, AttackParams]] = []
         self._best: FrozenTrial | None = None
         self._reruns: list[dict[str, Any]] | None = None
+        self._predictions: list[list[int]] | None = None
         if on_trial is not None:
             self._replay()
 
@@ -216,10 +226,11 @@ class StudyDriver:
         """Whether the search and the reruns are finished."""
         return self.phase == "done"
 
-    def _spec(self, params: AttackParams, trial_seed: int, prune: PruneRule | None) -> dict[str, Any]:
+    def _spec(self, params: AttackParams, trial_seed: int, prune: PruneRule | None,
+              log_samples: bool = False) -> dict[str, Any]:
         return replace(
             self.base_spec, params=params.to_dict(), trial_seed=trial_seed,
-            prune=prune.to_dict() if prune is not None else None,
+            prune=prune.to_dict() if prune is not None else None, log_samples=log_samples,
         ).to_dict()
 
     def _prune_rule(self, before: int) -> PruneRule | None:
@@ -259,7 +270,8 @@ class StudyDriver:
                 return []
             self.phase = "reruns"
             params = AttackParams.from_dict(self._best.user_attrs["attack_params"])
-            return [self._spec(params, derived_seed("rerun", self.key.seed, self.key.task, self.key.n, i), None)
+            return [self._spec(params, derived_seed("rerun", self.key.seed, self.key.task, self.key.n, i), None,
+                               log_samples=self.log_samples)
                     for i in range(self.config.reruns)]
         return []
 
@@ -328,8 +340,23 @@ class StudyDriver:
                 raise SearchError(f"a rerun of the best configuration of {self.study.study_name} failed:\n"
                                   f"{failed[0].error}")
             keep = [r.outcome(RERUN_KEYS) for r in results]
+            if self.log_samples:
+                self._predictions = self._keep_predictions(results)
             self.study.set_user_attr("reruns", {"trial": self._best.number, "results": keep})
             self._reruns, self.phase = keep, "done"
+
+    def _keep_predictions(self, results: Sequence[TrialResult]) -> list[list[int]]:
+        """The reruns' predictions, stored in the study beside the reruns (written first: a crash between the two
+        leaves predictions without reruns, which are run again, never reruns that claim predictions)."""
+        assert self._best is not None
+        missing = [i for i, r in enumerate(results) if r.report_predictions is None]
+        if missing:
+            raise SearchError(f"reruns {missing} of {self.study.study_name} were asked for per-example predictions "
+                              "(log_samples) and returned none: the executor does not pass them on")
+        predictions = [list(r.report_predictions or ()) for r in results]
+        self.study.set_user_attr(PREDICTIONS_ATTR, {"trial": self._best.number,
+                                                    "predictions": [encode_predictions(p) for p in predictions]})
+        return predictions
 
     def _tell(self, trial: optuna.Trial, result: TrialResult) -> None:
         """Record ``result`` (the parameters were stored when the trial was asked)."""
@@ -365,10 +392,22 @@ class StudyDriver:
         return max(complete, key=lambda t: (t.value, -t.number))
 
     def _stored_reruns(self, best: FrozenTrial) -> list[dict[str, Any]] | None:
-        stored = self.study.user_attrs.get("reruns")
-        if isinstance(stored, dict) and stored.get("trial") == best.number and len(stored.get("results", [])) >= self.config.reruns:
-            return list(stored["results"][: self.config.reruns])
-        return None
+        """The reruns of ``best`` a previous run stored (the first ``config.reruns``), or None to run them. With
+        ``log_samples`` they count only together with their stored predictions (else they are run again: same
+        seeds, same configuration; the new results replace the stored ones)."""
+        attrs = self.study.user_attrs
+        stored = attrs.get("reruns")
+        if not (isinstance(stored, dict) and stored.get("trial") == best.number
+                and len(stored.get("results", [])) >= self.config.reruns):
+            return None
+        if self.log_samples:
+            kept = attrs.get(PREDICTIONS_ATTR)
+            if not (isinstance(kept, dict) and kept.get("trial") == best.number
+                    and len(kept.get("predictions", [])) >= self.config.reruns):
+                log.info("study %s: re-running the reruns for their per-example predictions", self.study.study_name)
+                return None
+            self._predictions = [decode_predictions(p) for p in kept["predictions"][: self.config.reruns]]
+        return list(stored["results"][: self.config.reruns])
 
     def history(self) -> list[dict[str, Any]]:
         """Best-so-far accuracies against trials searched and attacker compute (the attack-budget curve)."""
@@ -408,6 +447,7 @@ class StudyDriver:
             trial_history=self.history(),
             failed_trials=sum(1 for t in finished if t.state == TrialState.FAIL),
             majority_rate=max(rates) if rates else None,
+            rerun_predictions=self._predictions if self.log_samples else None,
         )
 
     def run(self) -> StudyResult:

@@ -83,7 +83,10 @@ class PruneRule:
 
 @dataclass(frozen=True)
 class TrialSpec:
-    """Everything one trial needs, by value or by path (picklable, JSON-able)."""
+    """Everything one trial needs, by value or by path (picklable, JSON-able).
+
+    ``log_samples`` asks for the report split's per-example predictions (the study driver sets it on the
+    reruns of the winner of an audit run with ``log_samples``, never on search trials)."""
 
     checkpoint: str
     dataset: str
@@ -102,10 +105,15 @@ class TrialSpec:
     fast_probe: bool = True
     record_ids: bool = False
     tag: dict[str, Any] = field(default_factory=dict)
+    log_samples: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain form."""
-        return asdict(self)
+        """Plain form; ``log_samples`` only when set (the plain form, and so the trial store's hash of a spec,
+        is what it was before the field existed)."""
+        out = asdict(self)
+        if not self.log_samples:
+            out.pop("log_samples")
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrialSpec:
@@ -113,7 +121,9 @@ class TrialSpec:
         return cls(**data)
 
 
-def _capped(ds: Any, cap: int | None, seed: int) -> Any:
+def capped_split(ds: Any, cap: int | None, seed: int) -> Any:
+    """``ds`` cut to ``cap`` rows drawn with ``seed`` (kept in their order): the selection and report splits a
+    trial scores (``selection_max``, ``report_max``), rebuilt the same way wherever they are needed."""
     if cap is None or len(ds) <= cap:
         return ds
     return ds.select(sorted(random.Random(seed).sample(range(len(ds)), cap)))
@@ -184,7 +194,7 @@ class WorkerContext:
         key = (spec.dataset, spec.split_seed, split, cap, self.model_key(loaded), spec.max_length)
         if key not in self._encoded:
             task = self.dataset(spec.dataset)[1]
-            part = _capped(self.splits(spec.dataset, spec.split_seed).get(split), cap, spec.split_seed)
+            part = capped_split(self.splits(spec.dataset, spec.split_seed).get(split), cap, spec.split_seed)
             self._encoded[key] = (encode_split(part, loaded.tokenizer, task, spec.max_length), tuple(str(i) for i in part["id"]))
         return self._encoded[key]
 
@@ -224,7 +234,7 @@ def run_trial(spec_data: dict[str, Any], context: WorkerContext | None = None) -
             loaded.model, data, spec.task, ds_task.num_labels(spec.task), params, spec.trial_seed,
             eval_every=spec.eval_every, report_hook=hook,
             feature_cache=ctx.features if spec.fast_probe else None, model_key=ctx.model_key(loaded),
-            device=device, record_ids=spec.record_ids,
+            device=device, record_ids=spec.record_ids, log_samples=spec.log_samples,
         )
         return TrialResult.succeeded(outcome)
     except MlacError as exc:

@@ -11,6 +11,7 @@ CI can gate on it; ``--exit-zero`` makes every finished audit exit 0. 2 stays th
 from __future__ import annotations
 
 import argparse
+import time
 from collections import defaultdict
 from importlib import metadata
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlac import DEFAULT_PRESET, PRESET_NAMES
 from mlac.cli.base_cmd import check_model_arg
+from mlac.cli.eta import AuditEta, eta_column
 from mlac.cli.main import StopOnInterrupt
 from mlac.errors import ConfigError, StoppedError
 
@@ -100,7 +102,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        "optuna.db in --out, sqlite:///OUT/optuna.db, which optuna-dashboard opens)")
     audit.add_argument("--ray", nargs="?", const="auto", default=None, metavar="ADDRESS",
                        help="run trials on Ray (local when no address is given); needs the workers package")
+    audit.add_argument("--max-group", type=int, default=None, metavar="N",
+                       help="train at most N ready trials together in one batched pass (default 32, fewer where "
+                       "memory is short; the same results either way); 1 runs every trial alone")
     audit.add_argument("--quiet", action="store_true", help="no progress bars")
+    audit.add_argument("--log-samples", action="store_true",
+                       help="also write samples.csv (every rerun's prediction of every report example: id, text "
+                       "excerpt, true and predicted label, correct) and samples_summary.csv (per example, the "
+                       "fraction of seeds x reruns that got it right) into --out")
     audit.add_argument("--exit-zero", action="store_true",
                        help="exit 0 for any finished audit, whatever its verdict (default: 0 PASS, 1 FAIL, 3 INCONCLUSIVE)")
     verdict = audit.add_argument_group("verdict policy (PASS/FAIL thresholds, stored in the result)")
@@ -123,7 +132,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 #: Flags (argparse dests) that are :class:`~mlac.audit.overrides.AuditOverrides` fields of the same name.
-OVERRIDE_FLAGS = ("sizes", "seeds", "tasks", "kinds", "max_trials", "patience", "reruns")
+OVERRIDE_FLAGS = ("sizes", "seeds", "tasks", "kinds", "max_trials", "patience", "reruns", "log_samples")
 #: Verdict flags (argparse dests) -> the :class:`~mlac.audit.verdict.VerdictPolicy` field each sets.
 VERDICT_FLAGS = {"verdict_delta": "delta_random", "verdict_epsilon": "epsilon_beneficial",
                  "verdict_statistic": "statistic", "min_data_cost": "min_data_cost_multiplier"}
@@ -140,14 +149,20 @@ def build_request_from_args(args: argparse.Namespace) -> AuditRequest:
                                base=args.base, baselines=tuple(args.baselines), device=args.device, overrides=overrides)
 
 
-def _executor(address: str | None) -> Any:
+def _executor(address: str | None, max_group: int | None) -> Any:
+    if max_group is not None and max_group < 1:
+        raise ConfigError(f"--max-group must be at least 1, got {max_group}")
     if address is None:
-        return None
+        from mlac.audit.scheduling import InProcessExecutor
+        from mlac.audit.trial_group import DEFAULT_MAX_GROUP
+
+        group = max_group if max_group is not None else DEFAULT_MAX_GROUP
+        return InProcessExecutor(batched=group > 1, max_group=group)
     found = [ep for ep in metadata.entry_points(group=EXECUTOR_GROUP) if ep.name == "ray"]
     if not found:
         raise ConfigError("--ray needs the Ray layer (the `workers` package, entry point mlac_audit.executors:ray); "
                           "it is not installed: run without --ray")
-    return found[0].load()(None if address == "auto" else address)
+    return found[0].load()(None if address == "auto" else address, max_group=max_group)
 
 
 def _audit(args: argparse.Namespace) -> int:
@@ -163,7 +178,6 @@ def _audit(args: argparse.Namespace) -> int:
         Progress,
         TextColumn,
         TimeElapsedColumn,
-        TimeRemainingColumn,
     )
 
     from mlac.audit.protocol import plan_counts
@@ -173,20 +187,25 @@ def _audit(args: argparse.Namespace) -> int:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
     request = build_request_from_args(args)
     request.validate()
-    executor = _executor(args.ray)
+    executor = _executor(args.ray, args.max_group)
     console = Console(stderr=True, quiet=args.quiet)
     counts = plan_counts(request)
     storage = args.storage or f"sqlite:///{args.out / 'optuna.db'}"
     console.print(f"[bold]audit[/bold] {counts['models']} models, {counts['studies']} searches, "
                   f"at most {counts['max_trial_runs']} trial runs -> {args.out}")
     done = {"trials": 0, "studies": 0}
+    # The ETA of the searches: the searches left at the measured cost of one (the trial budget is only an upper
+    # bound: patience stops searches early); mlac.cli.eta.AuditEta, measured by benchmarks/bench_eta.py.
+    eta = AuditEta(counts["studies"], request.search.max_trials)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("ETA (at most)"), TimeRemainingColumn(), console=console, disable=args.quiet) as bars:
+                  eta_column(lambda task: eta.remaining(time.monotonic())), console=console,
+                  disable=args.quiet) as bars:
         stage = bars.add_task("preparing", total=None)
-        studies = bars.add_task("searches", total=counts["studies"], visible=False)
+        studies = bars.add_task("searches", total=counts["studies"], visible=False, eta=True)
         trials = bars.add_task("trials (at most)", total=counts["max_trials"], visible=False)
 
         def progress(event: dict[str, Any]) -> None:
+            eta.observe(time.monotonic(), event)
             name = event.get("stage")
             if name in ("prepare", "baselines", "report"):
                 what = event.get("building")
@@ -218,6 +237,8 @@ def _audit(args: argparse.Namespace) -> int:
     status = verdict.status if verdict is not None else None
     code = exit_code(status, exit_zero=args.exit_zero)
     console.print(f"report: {args.out / 'report.html'}")
+    if request.log_samples:
+        console.print(f"per-example predictions: {args.out / 'samples.csv'} (summary: samples_summary.csv)")
     Console(highlight=False).print(verdict_line(verdict, code))
     return code
 

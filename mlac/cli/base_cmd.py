@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mlac.cli.eta import eta_at, format_duration
 from mlac.errors import CheckpointError
 
 #: File suffixes of pickle-based weights: refused with their own message (pickles are never loaded).
@@ -47,9 +48,8 @@ def step_printer(what: str, total: int, log: Callable[[str], Any], *, every_s: f
     """A ``progress(step, loss)`` callback that logs ``what step k/N (p%), loss L, elapsed, ETA`` at most every
     ``every_s`` seconds (and at the first and last step).
 
-    The ETA is the remaining steps at the rate of the latter half of the run so far (from the last step seen at or
-    before half the elapsed time): the first steps, slowed by start-up work, stop weighing on it as the run goes on,
-    and a rate that changed (another job on the machine) shows within half the elapsed time."""
+    The ETA is :func:`mlac.cli.eta.eta_at`: the remaining steps at the rate of the latter half of the run so far
+    (the first steps, slowed by start-up work, stop weighing on it as the run goes on)."""
     started = time.monotonic()
     printed = -every_s
     seen: list[tuple[float, int]] = []
@@ -66,26 +66,6 @@ def step_printer(what: str, total: int, log: Callable[[str], Any], *, every_s: f
             f"elapsed {format_duration(now)}, ETA {format_duration(eta)}")
 
     return progress
-
-
-def eta_at(seen: list[tuple[float, int]], total: int) -> float:
-    """Seconds left for ``total`` steps given ``(elapsed s, step)`` samples (see :func:`step_printer`)."""
-    now, step = seen[-1]
-    earlier = [(t, k) for t, k in seen[:-1] if t <= now / 2] or seen[:1]
-    t0, k0 = earlier[-1]
-    if k0 >= step or now <= t0:  # one sample: the mean rate since the start
-        return now * (total - step) / max(step, 1)
-    return (total - step) * (now - t0) / (step - k0)
-
-
-def format_duration(seconds: float) -> str:
-    """``42s``, ``3m07s``, ``1h02m``."""
-    s = max(0, round(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

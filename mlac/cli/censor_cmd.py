@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 from mlac.censor.config import MLACConfig
 from mlac.cli.base_cmd import check_model_arg
+from mlac.cli.eta import CensorEta, eta_column
 from mlac.cli.main import DefaultsHelpFormatter, StopOnInterrupt
 from mlac.errors import ConfigError, StoppedError
 
@@ -119,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     """Load data and base, train, save, print a summary."""
     check_model_arg("--base", str(args.base), keywords=("tiny", "minilm"))  # before the heavy imports
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from mlac.censor.train import train_mlac
     from mlac.censor.validation_attack import finetune_attack, simulated_attack
@@ -152,15 +154,19 @@ def run(args: argparse.Namespace) -> int:
 
         base_copy = copy.deepcopy(model).eval()
 
+    # The ETA counts the validations still to come (mlac.cli.eta.CensorEta; measured by benchmarks/bench_eta.py).
+    eta = CensorEta(config.outer_steps, config.val_every, start=time.monotonic())
     columns = (TextColumn("[bold]MLAC"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-               TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+               TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+               eta_column(lambda task: eta.remaining(time.monotonic())))
     # checkpoint_every-th steps are saved right after their step record: one is confirmed saved when the
     # next step's record arrives (or a stop saves the current one).
     seen: dict[str, int | None] = {"step": None, "saved": None}
     with Progress(*columns, console=console, transient=False) as bar:
-        job = bar.add_task("mlac", total=config.outer_steps, info="")
+        job = bar.add_task("mlac", total=config.outer_steps, info="", eta=True)
 
         def on_progress(rec: dict[str, Any]) -> None:
+            eta.observe(time.monotonic(), rec)
             if rec["event"] == "step":
                 previous = seen["step"]
                 if previous is not None and (previous % config.checkpoint_every == 0):

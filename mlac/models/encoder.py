@@ -64,6 +64,12 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> to
     return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
 
 
+def feature_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype of attack heads and probe features: float64 for a float64 model (exactness tests), float32
+    otherwise (a half-precision trunk's features are read in float32)."""
+    return torch.float64 if next(model.parameters()).dtype == torch.float64 else torch.float32
+
+
 def make_head(
     hidden_size: int,
     num_labels: int,

@@ -12,7 +12,7 @@ from workers.settings import RaySettings
 
 
 @pytest.mark.parametrize("bad", [{"trial_cpus": 0}, {"trial_gpus": -0.5}, {"gpu_share": 0}, {"gpu_share": 1.5},
-                                 {"max_concurrency": 0}, {"trial_resources": {"attack_node": 0}}])
+                                 {"max_concurrency": 0}, {"max_group": 0}, {"trial_resources": {"attack_node": 0}}])
 def test_bad_settings_say_what_to_fix(bad: dict) -> None:
     with pytest.raises(ConfigError):
         RaySettings(**bad)
@@ -22,8 +22,10 @@ def test_from_env_reads_ray_address_and_mlac_ray_vars(monkeypatch: pytest.Monkey
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:6379")
     monkeypatch.setenv("MLAC_RAY_TRIAL_GPUS", "0.25")
     monkeypatch.setenv("MLAC_RAY_MAX_CONCURRENCY", "8")
+    monkeypatch.setenv("MLAC_RAY_MAX_GROUP", "1")
     s = RaySettings.from_env(tmp_path)
     assert (s.address, s.trial_gpus, s.max_concurrency, s.data_dir) == ("10.0.0.5:6379", 0.25, 8, tmp_path)
+    assert s.max_group == 1 and RaySettings().max_group == 32
     assert RaySettings.from_env(tmp_path, max_concurrency=3).max_concurrency == 3
     monkeypatch.setenv("MLAC_RAY_TRIAL_CPUS", "two")
     with pytest.raises(ConfigError, match="MLAC_RAY_TRIAL_CPUS"):

@@ -78,6 +78,27 @@ def test_same_request_same_result_json(tmp_path: Path, request_: Any) -> None:
     assert last_search["trials_done"] >= 4 and "best_so_far" in last_search
 
 
+def test_batched_trials_give_the_same_result_json(tmp_path: Path, request_: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mlac.audit.trial_group as trial_group
+
+    torch.set_num_threads(1)
+    groups: list[int] = []
+    real = trial_group.run_trials_batched
+
+    def spy(members: Any, **kw: Any) -> Any:
+        groups.append(len(members))
+        return real(members, **kw)
+
+    monkeypatch.setattr(trial_group, "run_trials_batched", spy)
+    run_audit(request_, tmp_path / "serial", executor=InProcessExecutor(batched=False))
+    assert groups == []  # negative control: batching off trains no group
+    run_audit(request_, tmp_path / "batched", executor=InProcessExecutor())
+    assert groups and max(groups) >= 4  # the four studies' trials trained together
+    a = json.loads((tmp_path / "serial" / "result.json").read_text())
+    b = json.loads((tmp_path / "batched" / "result.json").read_text())
+    assert _strip(a, tmp_path / "serial") == _strip(b, tmp_path / "batched")
+
+
 def test_interrupted_audit_resumes_and_width_does_not_change_points(tmp_path: Path, request_: Any) -> None:
     torch.set_num_threads(1)
     ctx = WorkerContext()  # shared: probe features are computed once for all four runs
