@@ -10,8 +10,9 @@ subset, as a search's trials do) run serially (``run_attack_trial`` each) and ba
 one group). Reported: trials per minute, the speed-up, and the achieved FLOP/s (the trials' own cost model,
 ``TrialOutcome.flops``: 6 x trunk parameters x tokens per step, 2 x for evaluation, attention scores not counted)
 as a share of this machine's matmul peak, measured in the same run (a large float32 ``torch.mm`` with every
-thread). Part 2, presets: ``mlac-audit audit --preset P`` with ``--max-group 1`` (serial) and with the default
-(batched), same inputs, one after the other in this run; the result JSONs are compared too (timings aside).
+thread). Part 2, presets: a whole ``P`` audit (as ``mlac-audit audit --base tiny --baselines random,base``) with trials
+serial (``--max-group 1``), batched as by default (probes in groups) and with trunk kinds grouped on the CPU too,
+same inputs, one after the other in this run; the result JSONs are compared too (timings aside).
 
 Writes ``bench_batched.json`` in ``--out`` and prints the tables (for ``benchmarks/RESULTS.md``).
 """
@@ -23,7 +24,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -78,16 +78,20 @@ def bench_group(ctx: WorkerContext, base: Path, data_path: Path, kind: str, coun
                 device: torch.device, peak: float) -> dict[str, Any]:
     """Serial and batched wall time of ``count`` trials of ``kind``; FLOP/s share of ``peak``."""
     members = _members(ctx, base, data_path, kind, count, steps, device)
+    cache = ctx.features if kind == "probe" else None  # probes train on cached features, serial and batched alike
+    if cache is not None:  # fill the cache first: both sides then read it
+        run_trials_batched(members, eval_every=10, feature_cache=cache, device=device)
     _sync(device)
     started = time.perf_counter()
-    serial = [run_attack_trial(m.model, m.data, m.task, m.num_labels, m.params, m.seed, eval_every=10, device=device)
+    serial = [run_attack_trial(m.model, m.data, m.task, m.num_labels, m.params, m.seed, eval_every=10, device=device,
+                               feature_cache=cache, model_key=m.model_key)
               for m in members]
     _sync(device)
     serial_s = time.perf_counter() - started
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     started = time.perf_counter()
-    batched = run_trials_batched(members, eval_every=10, device=device)
+    batched = run_trials_batched(members, eval_every=10, feature_cache=cache, device=device)
     _sync(device)
     batched_s = time.perf_counter() - started
     flops = sum(o.flops for o in serial)
@@ -97,7 +101,9 @@ def bench_group(ctx: WorkerContext, base: Path, data_path: Path, kind: str, coun
         "kind": kind, "n_trials": count, "steps": steps, "serial_s": serial_s, "batched_s": batched_s,
         "serial_trials_per_min": 60 * count / serial_s, "batched_trials_per_min": 60 * count / batched_s,
         "speedup": serial_s / batched_s, "flops": flops,
-        "serial_peak_share": flops / serial_s / peak, "batched_peak_share": flops / batched_s / peak,
+        # A probe's cost model counts the trunk features it reads, which the cache computed once: no FLOP share.
+        "serial_peak_share": None if cache is not None else flops / serial_s / peak,
+        "batched_peak_share": None if cache is not None else flops / batched_s / peak,
         "same_chosen_steps": same_steps, "max_report_diff": max_diff,
     }
     if device.type == "cuda":
@@ -105,22 +111,23 @@ def bench_group(ctx: WorkerContext, base: Path, data_path: Path, kind: str, coun
     return row
 
 
-def bench_preset(preset: str, data_path: Path, base: Path, out: Path, max_group: int | None) -> dict[str, Any]:
-    """Wall time and result of ``mlac-audit audit --preset PRESET`` in a fresh process."""
-    label = "serial" if max_group == 1 else "batched"
-    target = out / f"preset_{preset}_{label}"
+def bench_preset(preset: str, data_path: Path, base: Path, out: Path, mode: str) -> dict[str, Any]:
+    """Wall time of a whole ``preset`` audit in this process (tiny base and baselines built, as the CLI's
+    ``--base tiny --baselines random,base``), with trials ``serial``, ``batched`` (the default: probes in groups)
+    or ``batched_trunk`` (trunk kinds in groups on the CPU too)."""
+    from mlac.audit.presets import build_request
+    from mlac.audit.runner import run_audit
+    from mlac.audit.scheduling import InProcessExecutor
+
+    target = out / f"preset_{preset}_{mode}"
     if target.exists():
         shutil.rmtree(target)
-    cmd = [sys.executable, "-m", "mlac.cli.main", "audit", "--model", str(base), "--base", "tiny", "--data", str(data_path),
-           "--baselines", "random,base", "--preset", preset, "--out", str(target), "--quiet", "--exit-zero"]
-    if max_group is not None:
-        cmd += ["--max-group", str(max_group)]
+    executor = {"serial": InProcessExecutor(batched=False), "batched": InProcessExecutor(),
+                "batched_trunk": InProcessExecutor(trunk_on_cpu=True)}[mode]
+    request = build_request(preset, dataset=str(data_path), models=(str(base),), base="tiny", baselines=("random", "base"))
     started = time.perf_counter()
-    run = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - started
-    if run.returncode != 0:
-        raise RuntimeError(f"{preset} audit ({label}) failed:\n{run.stderr[-3000:]}")
-    return {"preset": preset, "mode": label, "wall_s": wall, "dir": str(target)}
+    run_audit(request, target, executor=executor)
+    return {"preset": preset, "mode": mode, "wall_s": time.perf_counter() - started, "dir": str(target)}
 
 
 def _strip(obj: Any, root: str) -> Any:
@@ -136,7 +143,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, default=Path("/tmp/bench_batched"))
     parser.add_argument("--sizes", default="1,4,8,16,32")
-    parser.add_argument("--kinds", default="full,lora")
+    parser.add_argument("--kinds", default="full,lora,probe")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--presets", default="quick", help="comma-separated presets to time serial vs batched ('' for none)")
@@ -157,13 +164,13 @@ def main() -> None:
             results["groups"].append(row)
             print(json.dumps(row), flush=True)
     for preset in (p for p in args.presets.split(",") if p):
-        serial = bench_preset(preset, data_path, base, args.out, 1)
-        batched = bench_preset(preset, data_path, base, args.out, None)
-        a = json.loads((Path(serial["dir"]) / "result.json").read_text())
-        b = json.loads((Path(batched["dir"]) / "result.json").read_text())
-        same = _strip(a, serial["dir"]) == _strip(b, batched["dir"])
-        row = {"preset": preset, "serial_s": serial["wall_s"], "batched_s": batched["wall_s"],
-               "speedup": serial["wall_s"] / batched["wall_s"], "same_result_json": same}
+        runs = {mode: bench_preset(preset, data_path, base, args.out, mode) for mode in ("serial", "batched", "batched_trunk")}
+        results_json = {m: _strip(json.loads((Path(r["dir"]) / "result.json").read_text()), r["dir"]) for m, r in runs.items()}
+        row = {"preset": preset, **{f"{m}_s": r["wall_s"] for m, r in runs.items()},
+               "speedup": runs["serial"]["wall_s"] / runs["batched"]["wall_s"],
+               "speedup_trunk": runs["serial"]["wall_s"] / runs["batched_trunk"]["wall_s"],
+               "same_result_json": results_json["serial"] == results_json["batched"],
+               "same_result_json_trunk": results_json["serial"] == results_json["batched_trunk"]}
         results["presets"].append(row)
         print(json.dumps(row), flush=True)
     results["machine"]["load_avg_end"] = os.getloadavg()

@@ -117,7 +117,7 @@ def record_audit(data: Path, out: Path) -> Recording:
     run_audit(request, out / "audit", progress=lambda e: events.append((time.monotonic(), dict(e))))
     t1 = time.monotonic()
     return {"t0": t0, "t1": t1, "studies": counts["studies"], "max_trials": counts["max_trials"],
-            "max_trials_per_study": request.search.max_trials, "events": events}
+            "max_trials_per_study": request.search.max_trials, "reruns": request.search.reruns, "events": events}
 
 
 # ---------------------------------------------------------------- the ETA each version showed
@@ -136,24 +136,25 @@ def eta_latter_half_dcaef25(seen: list[tuple[float, int]], total: int) -> float:
     return (total - step) * (now - t0) / (step - k0)
 
 
-def printed_eta(rec: Recording, at: float, estimate: Callable[[list[tuple[float, int]], int], float]) -> float | None:
-    """The ETA of ``base``'s last log line printed at or before ``at`` (a line at most every 5 s, and at the first
-    and last step), less the time since it was printed (the line states its elapsed time)."""
+def printed_eta(rec: Recording, at: float, estimate: Callable[[list[tuple[float, int]], int], float],
+                due: Callable[[float, float], bool]) -> float | None:
+    """The ETA of ``base``'s last log line printed at or before ``at`` (when ``due(now, printed)``, and at the
+    first and last step), less the time since it was printed (the line states its elapsed time)."""
     printed, shown = -5.0, None
     seen: list[tuple[float, int]] = []
     for t, e in rel(rec):
         if t > at:
             break
         seen.append((t, int(e["step"])))
-        if e["step"] in (1, rec["total"]) or t - printed >= 5.0:
+        if e["step"] in (1, rec["total"]) or due(t, printed):
             printed = t
             shown = (t, estimate(seen, rec["total"]))
     return None if shown is None else max(0.0, shown[1] - (at - shown[0]))
 
 
 def eta_before_base(rec: Recording, at: float) -> float | None:
-    """``base`` before issue 19: the latter-half rate of commit dcaef25, as its log lines printed it."""
-    return printed_eta(rec, at, eta_latter_half_dcaef25)
+    """``base`` before issue 19: the latter-half rate of commit dcaef25, in a line every 5 s."""
+    return printed_eta(rec, at, eta_latter_half_dcaef25, lambda now, printed: now - printed >= 5.0)
 
 
 class FakeClock:
@@ -204,10 +205,10 @@ def eta_before_audit(rec: Recording, at: float) -> float | None:
 
 
 def eta_after_base(rec: Recording, at: float) -> float | None:
-    """``base`` now: :func:`mlac.cli.eta.eta_at` as its log lines print it."""
-    from mlac.cli.eta import eta_at
+    """``base`` now: :func:`mlac.cli.eta.eta_at` in the lines :func:`mlac.cli.eta.line_due` prints."""
+    from mlac.cli.eta import eta_at, line_due
 
-    return printed_eta(rec, at, eta_at)
+    return printed_eta(rec, at, eta_at, lambda now, printed: line_due(now, printed, 5.0))
 
 
 def eta_after_censor(rec: Recording, at: float) -> float | None:
@@ -224,9 +225,10 @@ def eta_after_censor(rec: Recording, at: float) -> float | None:
 
 def eta_after_audit(rec: Recording, at: float) -> float | None:
     """``audit`` now: :class:`mlac.cli.eta.AuditEta` fed every progress event, read at ``at``."""
+    from mlac.audit.presets import PRESETS
     from mlac.cli.eta import AuditEta
 
-    eta = AuditEta(rec["studies"], rec["max_trials_per_study"])
+    eta = AuditEta(rec["studies"], rec["max_trials_per_study"], rec.get("reruns", PRESETS["quick"]["search"].reruns))
     for t, e in rel(rec):
         if t > at:
             break

@@ -52,7 +52,8 @@ if TYPE_CHECKING:
 BATCHABLE_KINDS = ("probe", "full", "lora", "reinit")
 #: Rows per evaluation chunk (the serial ``_accuracy`` uses the same length-sorted chunks).
 EVAL_CHUNK = 128
-_ADAPTER_SUFFIXES = (".lora_A", ".lora_B")
+#: The word-embedding table (looked up outside ``vmap``, see :func:`~mlac.models.stacked_bert.padded_hidden`).
+WORD_EMBEDDINGS = "trunk.embeddings.word_embeddings.weight"
 
 
 @dataclass(frozen=True)
@@ -222,13 +223,21 @@ class _Group:
         """Pooled features ``[A, B, H]`` of every member's own batch ``ids``/``mask`` ``[A, B, L]``."""
         assert self.shape is not None
         shape, shared, scaling = self.shape, self.shared, self.scaling
+        table = member_weights.get(WORD_EMBEDDINGS)
+        if table is not None:  # one table per member: index the stack (a scatter in backward, not a one-hot product)
+            members = torch.arange(ids.shape[0], device=ids.device).view(-1, 1, 1)
+            words = table[members, ids]
+        else:
+            words = F.embedding(ids, shared[WORD_EMBEDDINGS])
 
         def one(weights: dict[str, torch.Tensor], adapt: dict[str, torch.Tensor], i: torch.Tensor, m: torch.Tensor,
-                d: DropoutMasks | None) -> torch.Tensor:
-            return padded_features(shape, {**shared, **weights}, i, m, masks=d, adapters=adapt or None, lora_scaling=scaling)
+                d: DropoutMasks | None, e: torch.Tensor) -> torch.Tensor:
+            return padded_features(shape, {**shared, **weights}, i, m, masks=d, adapters=adapt or None,
+                                   lora_scaling=scaling, word_embeds=e)
 
-        in_dims: tuple[Any, ...] = (0, 0, 0, 0, 0 if masks is not None else None)
-        return torch.func.vmap(one, in_dims=in_dims)(member_weights, adapters, ids, mask, masks)
+        rest = {n: t for n, t in member_weights.items() if n != WORD_EMBEDDINGS}
+        in_dims: tuple[Any, ...] = (0, 0, 0, 0, 0 if masks is not None else None, 0)
+        return torch.func.vmap(one, in_dims=in_dims)(rest, adapters, ids, mask, masks, words)
 
     def _logits(self, feats: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Per-member head: ``feats`` ``[A, B, H]`` -> logits ``[A, B, C]``."""
@@ -315,10 +324,9 @@ class _Group:
         with torch.enable_grad():
             self._batch_loss(rows).backward()
         params = [s.member.params for s in live]
-        clip_stacked(self.tensors, torch.tensor([p.grad_clip for p in params], dtype=torch.float64, device=self.device))
-        lrs = torch.tensor([p.lr * lr_factor(self.steps, p) for p in params], dtype=torch.float64, device=self.device)
-        decays = torch.tensor([p.weight_decay for p in params], dtype=torch.float64, device=self.device)
-        stacked_step(self.config, self.tensors, self.opt, lrs, decays)
+        clip_stacked(self.tensors, torch.tensor([p.grad_clip for p in params], dtype=torch.float64))
+        stacked_step(self.config, self.tensors, self.opt, [p.lr * lr_factor(self.steps, p) for p in params],
+                     [p.weight_decay for p in params])
         self.steps += 1
         self._evaluate(live)
         share = (time.perf_counter() - started) / len(live)

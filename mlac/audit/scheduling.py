@@ -34,17 +34,18 @@ class InProcessExecutor:
     """Runs trials in this process, sharing one :class:`WorkerContext`.
 
     ``batched`` (the default): the trials of each batch that can train together do
-    (:mod:`mlac.audit.trial_group`, at most ``max_group`` per group), and :attr:`concurrency` asks the runner
+    (:mod:`mlac.audit.trial_group`, at most ``max_group`` per group; trunk kinds on a CPU only with
+    ``trunk_on_cpu``, see :func:`~mlac.audit.trial_group.batches_here`), and :attr:`concurrency` asks the runner
     for enough studies in flight to fill a group; otherwise one trial after the other. The results are the
     same either way (each trial's randomness is its own).
     """
 
     def __init__(self, context: WorkerContext | None = None, *, batched: bool = True,
-                 max_group: int = DEFAULT_MAX_GROUP) -> None:
+                 max_group: int = DEFAULT_MAX_GROUP, trunk_on_cpu: bool = False) -> None:
         if max_group < 1:
             raise ConfigError(f"max_group must be at least 1, got {max_group}")
         self.context = context if context is not None else WorkerContext()
-        self.batched, self.max_group = batched, max_group
+        self.batched, self.max_group, self.trunk_on_cpu = batched, max_group, trunk_on_cpu
         #: Trials this executor takes at once: a group's worth when batched, else one.
         self.concurrency = max_group if batched else 1
         self.executed = 0
@@ -56,8 +57,9 @@ class InProcessExecutor:
             return [run_trial(dict(spec), self.context).to_dict() for spec in specs]
         out: list[dict[str, Any] | None] = [None] * len(specs)
         for group in spec_groups(specs, self.max_group):
-            for i, result in zip(group, run_trial_group([specs[i] for i in group], self.context,
-                                                        max_group=self.max_group), strict=True):
+            ran = run_trial_group([specs[i] for i in group], self.context, max_group=self.max_group,
+                                  trunk_on_cpu=self.trunk_on_cpu)
+            for i, result in zip(group, ran, strict=True):
                 out[i] = result.to_dict()
         return [r for r in out if r is not None]
 

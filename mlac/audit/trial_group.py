@@ -5,7 +5,8 @@ an executor receives many ready trials at once. :func:`spec_groups` cuts them in
 specs alone (what an executor on another machine can do without loading anything); :func:`run_trial_group`
 runs one such group in a worker: it loads what the trials need, regroups them by the real
 :func:`~mlac.attacks.batched.group_key`, sizes each group to the free memory (:func:`group_capacity`, at
-most ``max_group``) and trains each group together. A trial that cannot be batched (a plug-in kind, a
+most ``max_group``) and trains each group together (on a CPU, probes only: :func:`batches_here`). A trial
+that cannot be batched (a plug-in kind, a
 trunk the stacked forward does not cover, a probe without the feature cache) runs alone through
 :func:`~mlac.audit.trial.run_trial`, exactly as without batching. Results do not depend on how trials
 were grouped (each member's randomness is its own), so grouping is free to follow the hardware.
@@ -148,9 +149,19 @@ def _run_group(group: list[_Prepared], ctx: WorkerContext) -> list[TrialResult]:
         return [TrialResult.failed(traceback.format_exc(), user_error=False)] * len(group)
 
 
+def batches_here(kind: str, device: torch.device | None, trunk_on_cpu: bool = False) -> bool:
+    """Whether a trial of ``kind`` on ``device`` trains in a group: probes everywhere; trunk kinds on a GPU, and on
+    a CPU only when asked. On CPU a serial trunk trial runs its real tokens only (the packed forward) while a
+    group pads every row to the group's longest: measured 0.5-0.6x the serial speed on the tiny BERT
+    (``benchmarks/RESULTS.md``, "Batched trials"), so there the serial path is the faster one."""
+    return kind == "probe" or trunk_on_cpu or (device is not None and device.type != "cpu")
+
+
 def run_trial_group(specs: Sequence[dict[str, Any]], context: WorkerContext | None = None, *,
-                    max_group: int = DEFAULT_MAX_GROUP) -> list[TrialResult]:
-    """Run ``specs`` (see the module docstring); one result per spec, in order. Never raises for a trial's failure."""
+                    max_group: int = DEFAULT_MAX_GROUP, trunk_on_cpu: bool = False) -> list[TrialResult]:
+    """Run ``specs`` (see the module docstring); one result per spec, in order. Never raises for a trial's failure.
+
+    ``trunk_on_cpu``: group trunk kinds on a CPU too (:func:`batches_here`)."""
     ctx = context if context is not None else WorkerContext()
     results: list[TrialResult | None] = [None] * len(specs)
     groups: dict[tuple[Hashable, ...], list[_Prepared]] = {}
@@ -161,7 +172,7 @@ def run_trial_group(specs: Sequence[dict[str, Any]], context: WorkerContext | No
             continue
         assert prepared.member is not None
         key = group_key(prepared.member, cached=prepared.cached)
-        if key is None:
+        if key is None or not batches_here(prepared.member.params.kind, prepared.device, trunk_on_cpu):
             results[i] = run_trial(dict(spec), ctx)
             continue
         groups.setdefault((key, str(prepared.device), prepared.eval_every, prepared.cached), []).append(prepared)

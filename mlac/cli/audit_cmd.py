@@ -194,9 +194,9 @@ def _audit(args: argparse.Namespace) -> int:
     console.print(f"[bold]audit[/bold] {counts['models']} models, {counts['studies']} searches, "
                   f"at most {counts['max_trial_runs']} trial runs -> {args.out}")
     done = {"trials": 0, "studies": 0}
-    # The ETA of the searches: the searches left at the measured cost of one (the trial budget is only an upper
-    # bound: patience stops searches early); mlac.cli.eta.AuditEta, measured by benchmarks/bench_eta.py.
-    eta = AuditEta(counts["studies"], request.search.max_trials)
+    # The ETA of the searches: the lockstep rounds of trials and reruns left at the cost of the last round
+    # (trial counts alone mislead: cheap probe rounds first); mlac.cli.eta.AuditEta, see benchmarks/bench_eta.py.
+    eta = AuditEta(counts["studies"], request.search.max_trials, request.search.reruns)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   eta_column(lambda task: eta.remaining(time.monotonic())), console=console,
                   disable=args.quiet) as bars:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mlac.cli.eta import eta_at, format_duration
+from mlac.cli.eta import eta_at, format_duration, line_due
 from mlac.errors import CheckpointError
 
 #: File suffixes of pickle-based weights: refused with their own message (pickles are never loaded).
@@ -46,7 +46,7 @@ def check_model_arg(flag: str, value: str, *, keywords: tuple[str, ...] = ()) ->
 def step_printer(what: str, total: int, log: Callable[[str], Any], *, every_s: float = PROGRESS_EVERY_S
                  ) -> Callable[[int, float], None]:
     """A ``progress(step, loss)`` callback that logs ``what step k/N (p%), loss L, elapsed, ETA`` at most every
-    ``every_s`` seconds (and at the first and last step).
+    ``every_s`` seconds, sooner early on (:func:`mlac.cli.eta.line_due`), and at the first and last step.
 
     The ETA is :func:`mlac.cli.eta.eta_at`: the remaining steps at the rate of the latter half of the run so far
     (the first steps, slowed by start-up work, stop weighing on it as the run goes on)."""
@@ -58,7 +58,7 @@ def step_printer(what: str, total: int, log: Callable[[str], Any], *, every_s: f
         nonlocal printed
         now = time.monotonic() - started
         seen.append((now, step))
-        if step not in (1, total) and now - printed < every_s:
+        if step not in (1, total) and not line_due(now, printed, every_s):
             return
         printed = now
         eta = eta_at(seen, total)

@@ -4,12 +4,14 @@ One function or class per job, so that the commands display exactly what ``bench
 (issue 19: within 2x of the truth from 10% of the work on ``quick``); rich only renders them
 (:func:`eta_column`). Times are seconds on any one clock (the commands use :func:`time.monotonic`).
 
-* ``base``: :func:`eta_at`, the remaining steps at the rate of the latter half of the run so far.
+* ``base``: :func:`eta_at`, the remaining steps at the rate of the latter half of the run so far, printed
+  in lines that come sooner while the run is young (:func:`line_due`).
 * ``censor``: :class:`CensorEta`, the same for the outer steps, plus the validations still to come at the
   measured cost of one (they pause the steps every ``val_every`` steps; a rate over steps alone misses them).
-* ``audit``: :class:`AuditEta`, the searches still to come at the measured cost of a finished search. The
-  trial budget is only an upper bound (patience stops searches early, and each search ends with its reruns,
-  which count no trial), so the trial rate times the trials left overestimated the rest several times over.
+* ``audit``: :class:`AuditEta`, the lockstep rounds of trials (and reruns) still to come at the cost of the
+  last round, or of the current one while it runs longer. Trial counts alone mislead: the grid's first rounds
+  (probes) finish in seconds in one burst, the full fine-tune rounds after them take minutes each, and the
+  reruns count no trial; rich's rate over bursts said "0 s" for most of a 10-minute audit.
 """
 
 from __future__ import annotations
@@ -29,6 +31,13 @@ def eta_at(seen: Sequence[tuple[float, int]], total: int) -> float:
     if k0 >= step or now <= t0:
         return now * (total - step) / max(step, 1)
     return (total - step) * (now - t0) / (step - k0)
+
+
+def line_due(now: float, printed: float, every_s: float) -> bool:
+    """Whether a progress line printed at ``printed`` is due again at ``now``: every ``every_s`` seconds, but
+    sooner (after half the elapsed time) early on, while the estimate still moves (the first step's line is
+    made from one slow start-up step: measured on ``base``, it overestimated the rest 4x and stood until 5 s)."""
+    return now - printed >= min(every_s, now / 2)
 
 
 def format_duration(seconds: float) -> str:
@@ -107,23 +116,22 @@ class CensorEta:
 class AuditEta:
     """ETA of an audit's searches from its progress events (:func:`mlac.audit.runner.run_audit`).
 
-    The searches still to come, at the mean wall time per finished search (the search stage's time so far over
-    the searches done, so that searches run side by side on Ray count once; searches a resumed audit finds
-    finished, which announce only replayed trials, count as free), counted down since the last finished one but
-    never below the cost of the searches not yet started. Before the first search finished: the trial rate times
-    the trials the searches may still take (an upper bound, as the trial budget is). None before the search
-    stage."""
+    The searches advance in lockstep rounds (each search still running takes one trial per round, the trials of
+    a round run together and their events arrive in a burst), and rounds differ widely in cost: the grid's
+    probe rounds take a fraction of a second, its full fine-tune rounds minutes. So the estimate is the rounds
+    left (the most trials a running search may still take, plus its reruns, which count no trial) times the cost
+    of a round: the last finished round's, or the current round's time so far where that is longer (a round
+    slower than the last shows while it runs). Before the first round finished: the trial rate times the trial
+    budget left (an upper bound), None once that has run out. None before the search stage."""
 
-    def __init__(self, studies_total: int, max_trials_per_study: int) -> None:
-        self.studies_total, self.max_trials = studies_total, max_trials_per_study
+    def __init__(self, studies_total: int, max_trials_per_study: int, reruns: int = 0) -> None:
+        self.studies_total, self.max_trials, self.reruns = studies_total, max_trials_per_study, reruns
         self._search_start: float | None = None
         self._before_search: float | None = None  # the last event before the search stage
-        self._done = 0
-        self._done_at: float | None = None
-        self._trials = 0
-        self._trial_at: float | None = None
-        self._worked: set[Any] = set()  # searches that ran a trial here (not only replayed ones from a resume)
-        self._free = 0  # searches finished without running one: resumed, they cost nothing
+        self._trials: dict[int, int] = {}  # trials seen per running search
+        self._finished: set[int] = set()
+        self._round, self._round_at, self._round_cost = 0, 0.0, 0.0
+        self._trials_done, self._trial_at = 0, 0.0
 
     def observe(self, t: float, event: Mapping[str, Any]) -> None:
         """Feed one progress event seen at ``t``."""
@@ -133,30 +141,38 @@ class AuditEta:
             return
         if self._search_start is None:
             self._search_start = self._before_search if self._before_search is not None else t
-        trials, done = event.get("trials_done"), event.get("studies_done")
-        if event.get("trial") is not None and not event.get("replayed"):
-            self._worked.add(event.get("study"))
-        if isinstance(trials, int) and trials > self._trials and not event.get("replayed"):
-            self._trials, self._trial_at = trials, t
-        if isinstance(done, int) and done > self._done:
-            if event.get("point") is not None and event.get("study") not in self._worked:
-                self._free += done - self._done
-            self._done, self._done_at = done, t
+            self._round_at = self._search_start
+        study, done = event.get("study"), event.get("trials_done")
+        if not isinstance(study, int):
+            return
+        if isinstance(done, int) and done > self._trials_done:
+            self._trials_done, self._trial_at = done, t
+        if event.get("point") is not None:
+            self._finished.add(study)
+        elif event.get("trial") is not None:
+            self._trials[study] = self._trials.get(study, 0) + 1
+        running = [self._trials.get(s, 0) for s in range(self.studies_total) if s not in self._finished]
+        reached = min(running) if running else self._round
+        if reached > self._round:
+            self._round_cost = (t - self._round_at) / (reached - self._round)
+            self._round, self._round_at = reached, t
 
     def remaining(self, now: float) -> float | None:
         """Seconds left in the search stage at ``now`` (None when nothing is known yet)."""
         if self._search_start is None:
             return None
-        left = self.studies_total - self._done
-        if left <= 0:
+        running = [self._trials.get(s, 0) for s in range(self.studies_total) if s not in self._finished]
+        if not running:
             return 0.0
-        worked = self._done - self._free
-        if worked > 0 and self._done_at is not None:
-            per_study = (self._done_at - self._search_start) / worked
-            return count_down(left * per_study, self._done_at, now, floor=(left - 1) * per_study)
-        if self._trials > 0 and self._trial_at is not None:
-            per_trial = (self._trial_at - self._search_start) / self._trials
-            return count_down(per_trial * (left * self.max_trials - self._trials), self._trial_at, now)
+        if self._round > 0:
+            rounds = max(self.max_trials - min(k, self.max_trials) for k in running) + self.reruns
+            current = max(0.0, now - self._round_at)
+            return max(0.0, rounds * max(self._round_cost, current) - current)
+        if self._trials_done > 0:
+            per_trial = (self._trial_at - self._search_start) / self._trials_done
+            budget = self.studies_total * self.max_trials - self._trials_done
+            bound = count_down(per_trial * budget, self._trial_at, now)
+            return bound if bound else None  # run out before the next trial: unknown, not "0s"
         return None
 
 

@@ -183,9 +183,12 @@ def unstack_weights(stacked: Mapping[str, Tensor]) -> list[dict[str, Tensor]]:
 
 def padded_hidden(shape: BertShape, weights: Mapping[str, Tensor], input_ids: Tensor, attention_mask: Tensor, *,
                   masks: DropoutMasks | None = None, adapters: Mapping[str, Tensor] | None = None,
-                  lora_scaling: float = 2.0) -> Tensor:
+                  lora_scaling: float = 2.0, word_embeds: Tensor | None = None) -> Tensor:
     """Last hidden states ``[B, W, H]`` of a right-padded batch (real tokens as ``packed_hidden``'s; padded
-    positions hold finite values that no real token reads). ``masks=None``: no dropout (eval mode)."""
+    positions hold finite values that no real token reads). ``masks=None``: no dropout (eval mode).
+    ``word_embeds``: the rows of the word-embedding table for ``input_ids``, looked up by the caller (under
+    ``vmap`` a lookup in a batched table differentiates into a dense one-hot product over the vocabulary;
+    indexing the stacked table outside ``vmap`` keeps its backward a scatter)."""
     batch, width = input_ids.shape
     act = ACT2FN[shape.activation]
 
@@ -209,7 +212,8 @@ def padded_hidden(shape: BertShape, weights: Mapping[str, Tensor], input_ids: Te
         return x.reshape(batch, width, shape.heads, shape.head_size).transpose(1, 2)
 
     # Token type 0 everywhere and positions 0.. in every row (right padding), as packed_hidden adds them.
-    hidden = F.embedding(input_ids, w("embeddings.word_embeddings.weight")) + w("embeddings.token_type_embeddings.weight")[0]
+    words = F.embedding(input_ids, w("embeddings.word_embeddings.weight")) if word_embeds is None else word_embeds
+    hidden = words + w("embeddings.token_type_embeddings.weight")[0]
     hidden = norm(hidden + w("embeddings.position_embeddings.weight")[:width], "embeddings.LayerNorm")
     hidden = dropped(hidden, None if masks is None else masks.embeddings)
     bias = (1.0 - attention_mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min
@@ -229,9 +233,9 @@ def padded_hidden(shape: BertShape, weights: Mapping[str, Tensor], input_ids: Te
 
 def padded_features(shape: BertShape, weights: Mapping[str, Tensor], input_ids: Tensor, attention_mask: Tensor, *,
                     masks: DropoutMasks | None = None, adapters: Mapping[str, Tensor] | None = None,
-                    lora_scaling: float = 2.0) -> Tensor:
+                    lora_scaling: float = 2.0, word_embeds: Tensor | None = None) -> Tensor:
     """Pooled features ``[B, H]`` of a right-padded batch, as ``EncoderClassifier.features(packed=True)``
     computes them with these weights (and these adapters, dropout masks); see :func:`padded_hidden`."""
     hidden = padded_hidden(shape, weights, input_ids, attention_mask, masks=masks, adapters=adapters,
-                           lora_scaling=lora_scaling)
+                           lora_scaling=lora_scaling, word_embeds=word_embeds)
     return pool(hidden, attention_mask, shape.pooling)

@@ -68,20 +68,17 @@ def test_censor_eta_of_a_resumed_run_starts_from_its_first_step() -> None:
     assert eta.remaining(110.0) == pytest.approx(2.0 * 95)  # not 55 steps in 10 s (a 0 start would say 17 s)
 
 
-def audit_series(studies: int, *, per_study: float = 10.0, trials_per_study: int = 4, until: int,
-                 start: float = 5.0, replayed: int = 0) -> list[tuple[float, dict[str, Any]]]:
-    """A preparing/baselines stage until ``start``, then ``studies`` searches of ``trials_per_study`` trials in
-    ``per_study`` s each, up to ``until`` finished; the first ``replayed`` are found finished (resume: no time)."""
+def lockstep_series(studies: int, costs: list[float], *, start: float = 5.0) -> list[tuple[float, dict[str, Any]]]:
+    """A preparing/baselines stage until ``start``, then lockstep rounds: round r takes ``costs[r]`` s and ends in a
+    burst of one trial event per search (the runner's events: study, trials and searches done)."""
     out: list[tuple[float, dict[str, Any]]] = [(0.0, {"stage": "prepare"}), (start, {"stage": "baselines"})]
     t, trials = start, 0
-    for s in range(until):
-        fresh = s >= replayed
-        for trial in range(trials_per_study):
-            t += per_study / trials_per_study if fresh else 0.0
+    for r, cost in enumerate(costs):
+        t += cost
+        for s in range(studies):
             trials += 1
-            out.append((t, {"stage": "search", "study": s, "studies_done": s, "trials_done": trials, "trial": trial,
-                            "ok": True, "value": 0.5, "replayed": not fresh}))
-        out.append((t, {"stage": "search", "study": s, "studies_done": s + 1, "trials_done": trials, "point": 0.5}))
+            out.append((t, {"stage": "search", "study": s, "studies_done": 0, "trials_done": trials, "trial": r,
+                            "ok": True, "value": 0.5}))
     return out
 
 
@@ -91,35 +88,38 @@ def feed(eta: AuditEta, series: list[tuple[float, dict[str, Any]]]) -> float:
     return series[-1][0]
 
 
-def test_audit_eta_uses_the_cost_of_a_finished_search_not_the_trial_budget() -> None:
-    # 20 searches of 10 s that stop (patience) after 4 of their 10 trials: after 2 searches 180 s are left.
-    series = audit_series(20, until=2)
-    eta = AuditEta(20, 10)
-    now = feed(eta, series)
-    assert eta.remaining(now) == pytest.approx(180.0)
-    per_trial = (now - 5.0) / 8
-    assert not within_2x(per_trial * (200 - 8), 180.0)  # negative control: the budget's 480 s, 2.7x
-    assert eta.remaining(now + 5.0) == pytest.approx(175.0)  # counts down during the third search
-    assert eta.remaining(now + 30.0) == pytest.approx(170.0)  # but not below the 17 searches not started
+def test_audit_eta_prices_the_rounds_left_at_the_round_running_now_not_at_the_cheap_probe_rounds() -> None:
+    # 10 searches of at most 6 trials and 2 reruns: 3 probe rounds of 0.1 s in one burst, then rounds of 50 s.
+    eta = AuditEta(10, 6, reruns=2)
+    now = feed(eta, lockstep_series(10, [0.1, 0.1, 0.1]))
+    true = 5 * 50.0 - 30.0  # 30 s into the first full round: 3 trial rounds and 2 rerun rounds left
+    assert within_2x(eta.remaining(now + 30.0), true)  # 5 rounds at >= 30 s, less the 30 s: 120 s
+    per_trial = (now - 5.0) / 30
+    assert not within_2x(max(0.0, per_trial * 30 - 30.0), true)  # negative control: the trial rate, 0 s
+    now = feed(eta, [(now + 50.0, e) for _, e in lockstep_series(10, [0.0], start=0.0)[2:]])
+    assert eta.remaining(now) == pytest.approx(4 * 50.0)  # after a full round: its cost for each round left
+    assert eta.remaining(now + 80.0) == pytest.approx(4 * 80.0 - 80.0)  # a slower round shows while it runs
 
 
-def test_audit_eta_before_the_search_and_before_a_search_finished() -> None:
+def test_audit_eta_counts_the_rounds_of_the_searches_still_running() -> None:
+    eta = AuditEta(3, 6, reruns=2)
+    now = feed(eta, lockstep_series(3, [10.0, 10.0]))
+    assert eta.remaining(now) == pytest.approx((4 + 2) * 10.0)
+    eta.observe(now, {"stage": "search", "study": 0, "studies_done": 1, "trials_done": 6, "point": 0.5})
+    eta.observe(now, {"stage": "search", "study": 1, "studies_done": 2, "trials_done": 6, "point": 0.5})
+    assert eta.remaining(now) == pytest.approx((4 + 2) * 10.0)  # patience stopped two: the third may run on
+    eta.observe(now, {"stage": "search", "study": 2, "studies_done": 3, "trials_done": 6, "point": 0.5})
+    assert eta.remaining(now) == 0.0
+
+
+def test_audit_eta_before_the_search_and_before_a_round_finished() -> None:
     eta = AuditEta(20, 10)
     eta.observe(0.0, {"stage": "prepare"})
     assert eta.remaining(1.0) is None
     eta.observe(5.0, {"stage": "baselines"})
     eta.observe(7.5, {"stage": "search", "study": 0, "studies_done": 0, "trials_done": 1, "trial": 0})
     assert eta.remaining(7.5) == pytest.approx(2.5 * (200 - 1))  # the trial budget: an upper bound
-
-
-def test_audit_eta_of_a_resumed_audit_does_not_count_the_searches_it_found_finished() -> None:
-    # 6 searches found finished (replayed trials only, at no cost), then 2 fresh ones of 10 s each: 12 left.
-    series = audit_series(20, until=8, replayed=6)
-    eta = AuditEta(20, 10)
-    now = feed(eta, series)
-    assert eta.remaining(now) == pytest.approx(120.0)
-    naive = (now - 5.0) / 8 * 12  # every finished search counted as work: 30 s
-    assert not within_2x(naive, 120.0)
+    assert eta.remaining(7.5 + 2.5 * 199 + 1.0) is None  # run out with no further trial: unknown, not 0
 
 
 def test_count_down_floor() -> None:
@@ -138,3 +138,27 @@ def test_eta_column_renders_only_the_tasks_that_ask_for_it() -> None:
     by_id = {t.id: t for t in progress.tasks}
     assert column.render(by_id[shown]).plain == "ETA 3m07s"
     assert column.render(by_id[hidden]).plain == ""
+
+
+def last_line_eta(seen: list[tuple[float, int]], total: int, at: float, due: Any) -> float:
+    """The ETA of the last line printed at or before ``at`` (the first step's line always), less the time since."""
+    printed, shown = -5.0, (0.0, 0.0)
+    for i, (t, step) in enumerate(seen):
+        if t > at:
+            break
+        if step == 1 or due(t, printed):
+            printed, shown = t, (t, eta_at(seen[: i + 1], total))
+    return shown[1] - (at - shown[0])
+
+
+def test_base_lines_come_sooner_while_the_run_is_young() -> None:
+    # 300 steps: 1 s of start-up in step 1, then 0.1 s a step (30.9 s in all); at 10% (3.09 s) 27.8 s are left.
+    from mlac.cli.eta import line_due
+
+    seen = [(1.0 + 0.1 * (k - 1), k) for k in range(1, 301)]
+    at = 0.1 * seen[-1][0]
+    true = seen[-1][0] - at
+    assert within_2x(last_line_eta(seen, 300, at, lambda now, printed: line_due(now, printed, 5.0)), true)
+    # negative control: a line every 5 s leaves the first step's line (299 s) standing at 10%
+    assert not within_2x(last_line_eta(seen, 300, at, lambda now, printed: now - printed >= 5.0), true)
+    assert not line_due(30.0, 26.0, 5.0) and line_due(30.0, 25.0, 5.0)  # later, every 5 s
