@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from mlac.attacks import AttackData, AttackParams, run_attack_trial
+from mlac.attacks import AttackData, AttackParams, ReportHook, run_attack_trial
 from mlac.audit.features import FeatureCache
 from mlac.checkpoint_id import dir_content_id
 from mlac.contracts import TrialResult
@@ -27,7 +27,7 @@ from mlac.data import Splits, load_saved_dataset, make_splits
 from mlac.data.encoded import EncodedSplit, encode_split
 from mlac.device import resolve_device
 from mlac.errors import CheckpointError, DataError, MlacError
-from mlac.models import LoadedModel, load_checkpoint
+from mlac.models import EncoderClassifier, LoadedModel, load_checkpoint
 from mlac.models.checkpoint import WEIGHTS_FILE
 from mlac.tasks import TaskSpec
 
@@ -209,6 +209,46 @@ class WorkerContext:
         return AttackData(pool, pool_ids, rows, sel, sel_ids, rep, rep_ids)
 
 
+@dataclass(frozen=True)
+class LoadedTrial:
+    """A trial spec with what it needs loaded (through a :class:`WorkerContext`'s caches): what
+    :func:`~mlac.attacks.run_attack_trial` takes, and the pruning hook built from the spec's rule."""
+
+    spec: TrialSpec
+    device: torch.device
+    model: EncoderClassifier
+    model_key: str
+    data: AttackData
+    num_labels: int
+    params: AttackParams
+    report_hook: ReportHook
+
+
+def load_trial(spec_data: dict[str, Any], ctx: WorkerContext) -> LoadedTrial:
+    """Parse ``spec_data`` and load its model, dataset and splits (MlacError for bad input)."""
+    spec = TrialSpec.from_dict(spec_data)
+    device = resolve_device(spec.device)
+    ds_task = ctx.dataset(spec.dataset)[1]
+    loaded = ctx.model(spec.checkpoint, device, max(2, len(ds_task.beneficial_names)))
+    data = ctx.attack_data(spec, loaded)
+    params = AttackParams.from_dict(spec.params)
+    rule = PruneRule.from_dict(spec.prune) if spec.prune else None
+    history: list[tuple[int, float]] = []
+
+    def hook(step: int, acc: float) -> bool:
+        history.append((step, acc))
+        return rule.should_prune(history, params.steps) if rule is not None else False
+
+    return LoadedTrial(spec, device, loaded.model, ctx.model_key(loaded), data, ds_task.num_labels(spec.task), params, hook)
+
+
+def failed_trial(exc: BaseException) -> TrialResult:
+    """The result of a trial that raised ``exc``: an input error's message (``user_error``) or the traceback."""
+    if isinstance(exc, MlacError):
+        return TrialResult.failed(f"{type(exc).__name__} [{exc.code}]: {exc}", user_error=True)
+    return TrialResult.failed("".join(traceback.format_exception(exc)), user_error=False)
+
+
 def run_trial(spec_data: dict[str, Any], context: WorkerContext | None = None) -> TrialResult:
     """Run one trial from its plain spec; an executor sends the result's :meth:`~TrialResult.to_dict` back.
 
@@ -217,27 +257,13 @@ def run_trial(spec_data: dict[str, Any], context: WorkerContext | None = None) -
     """
     ctx = context if context is not None else WorkerContext()
     try:
-        spec = TrialSpec.from_dict(spec_data)
-        device = resolve_device(spec.device)
-        ds_task = ctx.dataset(spec.dataset)[1]
-        loaded = ctx.model(spec.checkpoint, device, max(2, len(ds_task.beneficial_names)))
-        data = ctx.attack_data(spec, loaded)
-        params = AttackParams.from_dict(spec.params)
-        rule = PruneRule.from_dict(spec.prune) if spec.prune else None
-        history: list[tuple[int, float]] = []
-
-        def hook(step: int, acc: float) -> bool:
-            history.append((step, acc))
-            return rule.should_prune(history, params.steps) if rule is not None else False
-
+        t = load_trial(spec_data, ctx)
         outcome = run_attack_trial(
-            loaded.model, data, spec.task, ds_task.num_labels(spec.task), params, spec.trial_seed,
-            eval_every=spec.eval_every, report_hook=hook,
-            feature_cache=ctx.features if spec.fast_probe else None, model_key=ctx.model_key(loaded),
-            device=device, record_ids=spec.record_ids, log_samples=spec.log_samples,
+            t.model, t.data, t.spec.task, t.num_labels, t.params, t.spec.trial_seed,
+            eval_every=t.spec.eval_every, report_hook=t.report_hook,
+            feature_cache=ctx.features if t.spec.fast_probe else None, model_key=t.model_key,
+            device=t.device, record_ids=t.spec.record_ids, log_samples=t.spec.log_samples,
         )
         return TrialResult.succeeded(outcome)
-    except MlacError as exc:
-        return TrialResult.failed(f"{type(exc).__name__} [{exc.code}]: {exc}", user_error=True)
-    except Exception:  # a failed trial is data for the search, not the end of the audit
-        return TrialResult.failed(traceback.format_exc(), user_error=False)
+    except Exception as exc:  # a failed trial is data for the search, not the end of the audit
+        return failed_trial(exc)

@@ -15,19 +15,16 @@ were grouped (each member's randomness is its own), so grouping is free to follo
 from __future__ import annotations
 
 import os
-import traceback
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from mlac.attacks import AttackParams
 from mlac.attacks.batched import TrialMember, group_key, run_trials_batched
-from mlac.audit.trial import PruneRule, TrialSpec, WorkerContext, run_trial
+from mlac.audit.trial import WorkerContext, failed_trial, load_trial, run_trial
 from mlac.contracts import TrialResult
-from mlac.device import resolve_device
-from mlac.errors import ConfigError, MlacError
+from mlac.errors import ConfigError
 
 #: Default upper bound on the trials trained together (``MLAC_MAX_GROUP`` / the executors' ``max_group``).
 DEFAULT_MAX_GROUP = 32
@@ -111,27 +108,13 @@ def _prepare(index: int, spec_data: dict[str, Any], ctx: WorkerContext) -> _Prep
     """Load what the spec's trial needs (through the worker's caches) and build its member."""
     prepared = _Prepared(index, spec_data)
     try:
-        spec = TrialSpec.from_dict(spec_data)
-        device = resolve_device(spec.device)
-        task_spec = ctx.dataset(spec.dataset)[1]
-        loaded = ctx.model(spec.checkpoint, device, max(2, len(task_spec.beneficial_names)))
-        data = ctx.attack_data(spec, loaded)
-        params = AttackParams.from_dict(spec.params)
-        rule = PruneRule.from_dict(spec.prune) if spec.prune else None
-        history: list[tuple[int, float]] = []
-
-        def hook(step: int, acc: float) -> bool:
-            history.append((step, acc))
-            return rule.should_prune(history, params.steps) if rule is not None else False
-
-        prepared.member = TrialMember(loaded.model, ctx.model_key(loaded), data, spec.task, task_spec.num_labels(spec.task),
-                                      params, spec.trial_seed, report_hook=hook, record_ids=spec.record_ids,
-                                      log_samples=bool(getattr(spec, "log_samples", False)))
-        prepared.device, prepared.eval_every, prepared.cached = device, spec.eval_every, spec.fast_probe
-    except MlacError as exc:
-        prepared.failure = TrialResult.failed(f"{type(exc).__name__} [{exc.code}]: {exc}", user_error=True)
-    except Exception:  # a failed trial is data for the search, not the end of the audit
-        prepared.failure = TrialResult.failed(traceback.format_exc(), user_error=False)
+        t = load_trial(spec_data, ctx)
+    except Exception as exc:  # a failed trial is data for the search, not the end of the audit
+        prepared.failure = failed_trial(exc)
+        return prepared
+    prepared.member = TrialMember(t.model, t.model_key, t.data, t.spec.task, t.num_labels, t.params, t.spec.trial_seed,
+                                  report_hook=t.report_hook, record_ids=t.spec.record_ids, log_samples=t.spec.log_samples)
+    prepared.device, prepared.eval_every, prepared.cached = t.device, t.spec.eval_every, t.spec.fast_probe
     return prepared
 
 
@@ -143,10 +126,8 @@ def _run_group(group: list[_Prepared], ctx: WorkerContext) -> list[TrialResult]:
         outcomes = run_trials_batched([p.member for p in group if p.member is not None], eval_every=first.eval_every,
                                       feature_cache=ctx.features if first.cached else None, device=first.device)
         return [TrialResult.succeeded(o) for o in outcomes]
-    except MlacError as exc:
-        return [TrialResult.failed(f"{type(exc).__name__} [{exc.code}]: {exc}", user_error=True)] * len(group)
-    except Exception:
-        return [TrialResult.failed(traceback.format_exc(), user_error=False)] * len(group)
+    except Exception as exc:
+        return [failed_trial(exc)] * len(group)
 
 
 def batches_here(kind: str, device: torch.device | None, trunk_on_cpu: bool = False) -> bool:
