@@ -11,7 +11,7 @@ event its command receives is recorded with its time. The ETA each command would
   :func:`eta_before_base`), and for ``censor``/``audit`` the recording replayed into a ``rich.progress.Progress``
   with a fake clock and the same task totals, so that the number is the one rich's ``TimeRemainingColumn``
   rendered (rich freezes it between updates; 30 s speed window);
-* ``after``: :mod:`mlac.cli.eta`, the estimators the commands now display (the same functions, fed the same
+* ``after``: :mod:`mlac.progress_eta`, the estimators the commands now display (the same functions, fed the same
   events).
 
 Run from the repository root (about 10 minutes on 2 cores)::
@@ -205,15 +205,15 @@ def eta_before_audit(rec: Recording, at: float) -> float | None:
 
 
 def eta_after_base(rec: Recording, at: float) -> float | None:
-    """``base`` now: :func:`mlac.cli.eta.eta_at` in the lines :func:`mlac.cli.eta.line_due` prints."""
-    from mlac.cli.eta import eta_at, line_due
+    """``base`` now: :func:`mlac.progress_eta.eta_at` in the lines :func:`mlac.progress_eta.line_due` prints."""
+    from mlac.progress_eta import eta_at, line_due
 
     return printed_eta(rec, at, eta_at, lambda now, printed: line_due(now, printed, 5.0))
 
 
 def eta_after_censor(rec: Recording, at: float) -> float | None:
-    """``censor`` now: :class:`mlac.cli.eta.CensorEta` fed the step and validation records, read at ``at``."""
-    from mlac.cli.eta import CensorEta
+    """``censor`` now: :class:`mlac.progress_eta.CensorEta` fed the step and validation records, read at ``at``."""
+    from mlac.progress_eta import CensorEta
 
     eta = CensorEta(rec["total"], rec["val_every"])
     for t, e in rel(rec):
@@ -224,9 +224,9 @@ def eta_after_censor(rec: Recording, at: float) -> float | None:
 
 
 def eta_after_audit(rec: Recording, at: float) -> float | None:
-    """``audit`` now: :class:`mlac.cli.eta.AuditEta` fed every progress event, read at ``at``."""
+    """``audit`` now: :class:`mlac.progress_eta.AuditEta` fed every progress event, read at ``at``."""
     from mlac.audit.presets import PRESETS
-    from mlac.cli.eta import AuditEta
+    from mlac.progress_eta import AuditEta
 
     eta = AuditEta(rec["studies"], rec["max_trials_per_study"], rec.get("reruns", PRESETS["quick"]["search"].reruns))
     for t, e in rel(rec):

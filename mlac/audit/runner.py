@@ -28,6 +28,7 @@ from mlac.audit.trial import TrialSpec
 from mlac.contracts import ProgressEvent, StudyKey
 from mlac.data import dataset_fingerprint, load_saved_dataset, make_splits
 from mlac.models import validate_checkpoint_dir
+from mlac.progress_eta import AuditEta
 from mlac.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
@@ -115,10 +116,16 @@ def run_studies(
     state = {"trials_done": 0, "studies_done": 0}
     best: dict[int, float] = {}
 
+    eta = AuditEta(total, request.search.max_trials, request.search.reruns)
+
     def emit(key: StudyKey, index: int, event: ProgressEvent) -> None:
-        progress(replace(event, stage="search", study=index, studies_done=state["studies_done"], studies_total=total,
-                         trials_done=state["trials_done"], trials_total=counts["max_trials"], model=key.model,
-                         task=key.task, n=key.n, seed=key.seed).to_dict())
+        full = replace(event, stage="search", study=index, studies_done=state["studies_done"], studies_total=total,
+                       trials_done=state["trials_done"], trials_total=counts["max_trials"], model=key.model,
+                       task=key.task, n=key.n, seed=key.seed)
+        now = time.monotonic()
+        eta.observe(now, full.to_dict())
+        left = eta.remaining(now)  # the one audit ETA: the CLI, the job store and the web view show this
+        progress(replace(full, eta_s=round(left, 1) if left is not None else None).to_dict())
 
     def on_trial(index: int) -> OnTrial:
         key = prepared.keys[index]

@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 from mlac import DEFAULT_PRESET, PRESET_NAMES
 from mlac.cli.base_cmd import check_model_arg
-from mlac.cli.eta import AuditEta, eta_column
+from mlac.cli.eta import eta_column
 from mlac.cli.main import StopOnInterrupt
 from mlac.errors import ConfigError, StoppedError
+from mlac.progress_eta import count_down
 
 if TYPE_CHECKING:
     from mlac.audit.protocol import AuditRequest
@@ -194,19 +195,21 @@ def _audit(args: argparse.Namespace) -> int:
     console.print(f"[bold]audit[/bold] {counts['models']} models, {counts['studies']} searches, "
                   f"at most {counts['max_trial_runs']} trial runs -> {args.out}")
     done = {"trials": 0, "studies": 0}
-    # The ETA of the searches: the lockstep rounds of trials and reruns left at the cost of the last round
-    # (trial counts alone mislead: cheap probe rounds first); mlac.cli.eta.AuditEta, see benchmarks/bench_eta.py.
-    eta = AuditEta(counts["studies"], request.search.max_trials, request.search.reruns)
+    # The ETA of the searches: the runner's own (eta_s of its search events: mlac.progress_eta.AuditEta, the
+    # lockstep rounds of trials and reruns left at the cost of the last round; see benchmarks/bench_eta.py),
+    # counted down between events.
+    eta: dict[str, float | None] = {"s": None, "at": 0.0}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  eta_column(lambda task: eta.remaining(time.monotonic())), console=console,
+                  eta_column(lambda task: count_down(eta["s"], float(eta["at"] or 0.0), time.monotonic())), console=console,
                   disable=args.quiet) as bars:
         stage = bars.add_task("preparing", total=None)
         studies = bars.add_task("searches", total=counts["studies"], visible=False, eta=True)
         trials = bars.add_task("trials (at most)", total=counts["max_trials"], visible=False)
 
         def progress(event: dict[str, Any]) -> None:
-            eta.observe(time.monotonic(), event)
             name = event.get("stage")
+            if name == "search":
+                eta["s"], eta["at"] = event.get("eta_s"), time.monotonic()
             if name in ("prepare", "baselines", "report"):
                 what = event.get("building")
                 bars.update(stage, description=f"{name}: building {what}" if what else str(name))

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mlac.cli.eta import eta_at, format_duration, line_due
 from mlac.errors import CheckpointError
+from mlac.progress_eta import eta_at, format_duration, line_due
 
 #: File suffixes of pickle-based weights: refused with their own message (pickles are never loaded).
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".bin", ".ckpt")
@@ -46,9 +46,9 @@ def check_model_arg(flag: str, value: str, *, keywords: tuple[str, ...] = ()) ->
 def step_printer(what: str, total: int, log: Callable[[str], Any], *, every_s: float = PROGRESS_EVERY_S
                  ) -> Callable[[int, float], None]:
     """A ``progress(step, loss)`` callback that logs ``what step k/N (p%), loss L, elapsed, ETA`` at most every
-    ``every_s`` seconds, sooner early on (:func:`mlac.cli.eta.line_due`), and at the first and last step.
+    ``every_s`` seconds, sooner early on (:func:`mlac.progress_eta.line_due`), and at the first and last step.
 
-    The ETA is :func:`mlac.cli.eta.eta_at`: the remaining steps at the rate of the latter half of the run so far
+    The ETA is :func:`mlac.progress_eta.eta_at`: the remaining steps at the rate of the latter half of the run so far
     (the first steps, slowed by start-up work, stop weighing on it as the run goes on)."""
     started = time.monotonic()
     printed = -every_s

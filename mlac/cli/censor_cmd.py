@@ -17,9 +17,10 @@ from typing import Any
 
 from mlac.censor.config import MLACConfig
 from mlac.cli.base_cmd import check_model_arg
-from mlac.cli.eta import CensorEta, eta_column
+from mlac.cli.eta import eta_column
 from mlac.cli.main import DefaultsHelpFormatter, StopOnInterrupt
 from mlac.errors import ConfigError, StoppedError
+from mlac.progress_eta import CensorEta
 
 RESUME_DIR = "mlac_resume"  # = mlac.censor.train.RESUME_DIR (checked by tests/unit/test_cli_parser.py)
 
@@ -154,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
 
         base_copy = copy.deepcopy(model).eval()
 
-    # The ETA counts the validations still to come (mlac.cli.eta.CensorEta; measured by benchmarks/bench_eta.py).
+    # The ETA counts the validations still to come (mlac.progress_eta.CensorEta; measured by benchmarks/bench_eta.py).
     eta = CensorEta(config.outer_steps, config.val_every, start=time.monotonic())
     columns = (TextColumn("[bold]MLAC"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TextColumn("{task.fields[info]}"), TimeElapsedColumn(),

@@ -96,10 +96,11 @@ class LiveFold:
 
     def _eta(self, stage: Any, event: dict[str, Any], t: float) -> None:
         v = self.view
+        own = _num(event.get("eta_s"))
+        if stage in ("censor", "search") and own is not None and own >= 0:  # the emitter's own estimate
+            v.eta_s = own  # (the audit runner's: mlac.progress_eta.AuditEta)
+            return
         if stage == "censor":
-            own = _num(event.get("eta_s"))
-            if own is not None and own >= 0:
-                v.eta_s = own
             return
         if v.stage != "search" or v.trials_done is None or not v.trials_total:
             return

@@ -225,6 +225,8 @@ def test_live_fold_keeps_the_harmful_best_the_points_and_a_search_rate_eta() -> 
     assert fold.view.harmful_best == 0.4 and [p.value for p in fold.view.points] == [0.35]
     fold.apply({"stage": "censor", "step": 3, "eta_s": 12.5}, 120.0)
     assert fold.view.eta_s == 12.5 and fold.view.step == 3
+    fold.apply({**search, "trials_done": 5, "eta_s": 240.0}, 130.0)  # the audit runner's own estimate wins
+    assert fold.view.eta_s == 240.0
 
 
 def test_ui_event_stream_sends_the_folded_view_then_the_end(app_client: TestClient) -> None:

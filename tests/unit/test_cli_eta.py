@@ -1,4 +1,4 @@
-"""The CLI's ETA estimators (mlac.cli.eta) on synthetic progress series, each against a naive estimator that the
+"""The CLI's ETA estimators (mlac.progress_eta) on synthetic progress series, each against a naive estimator that the
 same series puts more than 2x off (issue 19: within 2x of the truth from 10% of the work)."""
 
 from __future__ import annotations
@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from mlac.cli.eta import AuditEta, CensorEta, count_down, eta_at, eta_column
+from mlac.cli.eta import eta_column
+from mlac.progress_eta import AuditEta, CensorEta, count_down, eta_at
 
 
 def within_2x(eta: float | None, true: float) -> bool:
@@ -153,7 +154,7 @@ def last_line_eta(seen: list[tuple[float, int]], total: int, at: float, due: Any
 
 def test_base_lines_come_sooner_while_the_run_is_young() -> None:
     # 300 steps: 1 s of start-up in step 1, then 0.1 s a step (30.9 s in all); at 10% (3.09 s) 27.8 s are left.
-    from mlac.cli.eta import line_due
+    from mlac.progress_eta import line_due
 
     seen = [(1.0 + 0.1 * (k - 1), k) for k in range(1, 301)]
     at = 0.1 * seen[-1][0]

@@ -76,6 +76,8 @@ def test_same_request_same_result_json(tmp_path: Path, request_: Any) -> None:
     last_search = [e for e in events if e["stage"] == "search"][-1]
     assert last_search["studies_done"] == last_search["studies_total"] == 4
     assert last_search["trials_done"] >= 4 and "best_so_far" in last_search
+    etas = [e.get("eta_s") for e in events if e["stage"] == "search"]
+    assert any(isinstance(x, float) and x > 0 for x in etas) and etas[-1] == 0.0  # the runner's own ETA, 0 at the end
 
 
 def test_batched_trials_give_the_same_result_json(tmp_path: Path, request_: Any, monkeypatch: pytest.MonkeyPatch) -> None:
