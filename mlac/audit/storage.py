@@ -5,6 +5,8 @@ sampler would not continue the same sequence).
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,28 @@ def _fast_sqlite(storage: optuna.storages.RDBStorage) -> None:
     storage.engine.dispose()  # connections opened before the listener reconnect with it
 
 
+#: One lock per storage URL: two jobs of one process opening a fresh database at once would both create its tables.
+_OPENING: dict[str, threading.Lock] = {}
+_OPENING_GUARD = threading.Lock()
+
+
+def _rdb_storage(url: str) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage for ``url``, created by one thread of this process at a time; a first attempt that
+    lost a creation race to another process (``table ... already exists``) is retried once, finding the tables."""
+    with _OPENING_GUARD:
+        lock = _OPENING.setdefault(url, threading.Lock())
+    with lock:
+        for attempt in (1, 2):
+            try:
+                return optuna.storages.RDBStorage(url)
+            except Exception as exc:  # driver missing, bad URL, unreachable server: say which storage failed
+                if attempt == 1 and "already exists" in str(exc):
+                    time.sleep(0.5)
+                    continue
+                raise ConfigError(f"cannot open the Optuna storage {url!r}: {exc}") from exc
+    raise AssertionError("unreachable")
+
+
 def open_storage(url: str | None) -> optuna.storages.BaseStorage | None:
     """Optuna storage for ``url``: None = in memory; any SQLAlchemy URL (``sqlite:///x.db``,
     ``postgresql://...``) or a path ending in ``.db``/``.sqlite`` = Optuna's RDB storage;
@@ -56,10 +80,7 @@ def open_storage(url: str | None) -> optuna.storages.BaseStorage | None:
     if "://" in url:
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            storage = optuna.storages.RDBStorage(url)
-        except Exception as exc:  # driver missing, bad URL, unreachable server: say which storage failed
-            raise ConfigError(f"cannot open the Optuna storage {url!r}: {exc}") from exc
+        storage = _rdb_storage(url)
         if url.startswith("sqlite"):
             _fast_sqlite(storage)
         return storage
