@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -27,3 +28,19 @@ def trained_pair(tmp_path_factory: pytest.TempPathFactory, audit_dataset: Path) 
     save_checkpoint(base, tok, root / "base", beneficial_names=task.beneficial_names)
     save_checkpoint(random_reinit(base, 1), tok, root / "random", beneficial_names=task.beneficial_names)
     return root / "base", root / "random"
+
+
+@pytest.fixture
+def trained_groups(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of the trial groups trained together while the test runs (a spy on the batched runner)."""
+    import mlac.audit.trial_group as trial_group
+
+    sizes: list[int] = []
+    real = trial_group.run_trials_batched
+
+    def spy(members: Any, **kw: Any) -> Any:
+        sizes.append(len(members))
+        return real(members, **kw)
+
+    monkeypatch.setattr(trial_group, "run_trials_batched", spy)
+    return sizes

@@ -80,18 +80,9 @@ def test_same_request_same_result_json(tmp_path: Path, request_: Any) -> None:
     assert any(isinstance(x, float) and x > 0 for x in etas) and etas[-1] == 0.0  # the runner's own ETA, 0 at the end
 
 
-def test_batched_trials_give_the_same_result_json(tmp_path: Path, request_: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    import mlac.audit.trial_group as trial_group
-
+def test_batched_trials_give_the_same_result_json(tmp_path: Path, request_: Any, trained_groups: list[int]) -> None:
     torch.set_num_threads(1)
-    groups: list[int] = []
-    real = trial_group.run_trials_batched
-
-    def spy(members: Any, **kw: Any) -> Any:
-        groups.append(len(members))
-        return real(members, **kw)
-
-    monkeypatch.setattr(trial_group, "run_trials_batched", spy)
+    groups = trained_groups
     run_audit(request_, tmp_path / "serial", executor=InProcessExecutor(batched=False))
     assert groups == []  # negative control: batching off trains no group
     run_audit(request_, tmp_path / "batched", executor=InProcessExecutor())

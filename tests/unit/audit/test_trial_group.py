@@ -32,16 +32,9 @@ def test_spec_groups_follow_the_group_fields_and_the_bound(tiny_checkpoint: Path
 
 
 def test_a_group_gives_each_trial_its_result_alone(tiny_checkpoint: Path, audit_dataset: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+                                                   trained_groups: list[int]) -> None:
     torch.set_num_threads(1)
-    trained: list[int] = []
-    real = trial_group.run_trials_batched
-
-    def spy(members: Any, **kw: Any) -> Any:
-        trained.append(len(members))
-        return real(members, **kw)
-
-    monkeypatch.setattr(trial_group, "run_trials_batched", spy)
+    trained = trained_groups
     specs = [_spec(tiny_checkpoint, audit_dataset, "probe", s) for s in range(3)]
     specs.append(_spec(tiny_checkpoint, audit_dataset, "probe", 9, n=10**6))  # larger than the pool: an input error
     specs.append(_spec(tiny_checkpoint, audit_dataset, "full", 5))  # a group of one: the serial path
