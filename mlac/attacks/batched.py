@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from mlac.attacks.engine import AttackData, ReportHook, TrialOutcome, trunk_flop_params
+from mlac.attacks.lora import LORA_SCALING
 from mlac.attacks.optim import OptimizerConfig
 from mlac.attacks.params import AttackParams, labels_of, lr_factor, majority_rate
 from mlac.attacks.registry import get_attack
@@ -43,6 +44,7 @@ from mlac.models.stacked_bert import (
     draw_dropout_masks,
     padded_features,
     stack_dropout_masks,
+    stack_weights,
 )
 
 if TYPE_CHECKING:
@@ -188,24 +190,17 @@ class _Group:
         """Each member's trainable trunk tensors (its attack's own setup: clones, re-drawn layers, adapters)
         stacked; the frozen weights of a LoRA group shared when every member attacks the same model."""
         self.shape = bert_shape(members[0].model)
-        setups = []
-        for m in members:
-            setup = get_attack(m.params.kind).setup(m.model, m.params, m.seed)
-            setups.append(setup.trainable)
-        names = list(setups[0])
-        if any(list(s) != names for s in setups):
-            raise ConfigError("the members of a batched group must train the same tensors")
-        self.trunk_names = names
-        self.trunk = [_stack([s[n] for s in setups], True) for n in names]
-        del setups
+        stacked = stack_weights([get_attack(m.params.kind).setup(m.model, m.params, m.seed).trainable for m in members])
+        self.trunk_names = list(stacked)
+        self.trunk = [t.detach().requires_grad_(True) for t in stacked.values()]
+        del stacked
         if self.kind == "lora":
-            self.scaling = (2 * members[0].params.lora_r) / members[0].params.lora_r
-            models = {id(m.model) for m in members}
+            self.scaling = LORA_SCALING
             own = [{f"trunk.{n}": p.detach() for n, p in m.model.trunk.named_parameters()} for m in members]
-            if len(models) == 1:
+            if len({id(m.model) for m in members}) == 1:
                 self.shared = own[0]
             else:
-                self.frozen = {n: torch.stack([o[n] for o in own]) for n in own[0]}
+                self.frozen = stack_weights(own)
 
     @property
     def tensors(self) -> list[torch.Tensor]:

@@ -26,6 +26,8 @@ from mlac.errors import ConfigError
 from mlac.models import EncoderClassifier
 from mlac.models.packed import supports_packed
 
+#: ``lora_alpha / r`` with ``lora_alpha = 2r``: the adapters' output scale, whatever the rank.
+LORA_SCALING = 2.0
 #: Names (last dotted component) of the linear layers that get adapters, where the trunk has them.
 TARGET_NAMES = frozenset({"query", "key", "value", "dense", "q_proj", "k_proj", "v_proj", "out_proj", "q_lin", "v_lin"})
 
@@ -78,7 +80,7 @@ class LoRAAttack:
     def setup(self, model: EncoderClassifier, params: AttackParams, seed: int) -> AttackSetup:
         """Adapters drawn from ``seed``; hooks on the shared trunk only while the attack computes."""
         adapters = init_adapters(model.trunk, params.lora_r, seed)
-        scaling = (2 * params.lora_r) / params.lora_r
+        scaling = LORA_SCALING
         tensors = {f"trunk.{k}": v for k, v in adapters.items()}
         return AttackSetup(trainable=tensors, applied=partial(adapters_applied, model.trunk, adapters, scaling),
                            trains_trunk=True, packed=supports_packed(model.trunk))
