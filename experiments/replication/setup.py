@@ -103,7 +103,9 @@ def _probe_harmful(model: EncoderClassifier, enc: dict[str, EncodedSplit], n: in
     accs = []
     for s in seeds:
         rows = sorted(random.Random(f"rows:{s}:{n}").sample(range(len(enc["attack_pool"])), n))
-        accs.append(finetune_attack(model, enc["attack_pool"].subset(rows), enc["report"], steps=200, lr=1e-3,
+        # Scored on the selection split: the base is *chosen* from this number, so the report split (which the
+        # study's verdicts read) must not see it (issue 17: the choice used to be scored on the report split).
+        accs.append(finetune_attack(model, enc["attack_pool"].subset(rows), enc["selection"], steps=200, lr=1e-3,
                                     batch_size=24, freeze_trunk=True, seed=s).accuracy)
     return sum(accs) / len(accs)
 

@@ -13,16 +13,18 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import re
+import time
 from dataclasses import replace
 from typing import Any
 
 import torch
 
 from experiments.replication.v2.study import V2Study, ablation_labels, mlac_labels
-from mlac.audit.protocol import AuditRequest
+from mlac.audit.protocol import AuditRequest, plan_counts
 from mlac.audit.runner import base_spec, run_audit, subset_seed
 from mlac.audit.trial import WorkerContext, capped_split, run_trial
 from mlac.audit.verdict import VerdictPolicy
@@ -42,16 +44,31 @@ def request_for(study: V2Study, labels: list[str], tasks: tuple[str, ...], sizes
 
 
 def _audit(study: V2Study, name: str, request: AuditRequest) -> dict[str, Any]:
+    """``run_audit`` of ``request`` into ``<out>/<name>`` as a cached piece. Every progress event is kept with its
+    time in ``<out>/<name>/eta_recording.json``, in the format of ``benchmarks/bench_eta.py``'s ``events.json``
+    (``--replay`` re-analyses it): a long held-out recording for the audit ETA."""
     folder = study.out / name
     last = {"done": -1}
+    events: list[tuple[float, dict[str, Any]]] = []
 
     def progress(event: dict[str, Any]) -> None:
+        events.append((time.monotonic(), dict(event)))
         done = event.get("studies_done")
         if event.get("stage") == "search" and done is not None and done != last["done"] and done % 10 == 0:
             last["done"] = done
             log.info("%s: %s/%s searches, eta %s s", name, done, event.get("studies_total"), event.get("eta_s"))
 
-    return study.pieces.run(name, lambda: run_audit(request, folder, progress=progress).to_dict())
+    def run() -> dict[str, Any]:
+        counts = plan_counts(request)
+        t0 = time.monotonic()
+        result = run_audit(request, folder, progress=progress).to_dict()
+        recording = {"t0": t0, "t1": time.monotonic(), "studies": counts["studies"], "max_trials": counts["max_trials"],
+                     "max_trials_per_study": request.search.max_trials, "reruns": request.search.reruns,
+                     "events": events}
+        (folder / "eta_recording.json").write_text(json.dumps(recording, default=str), encoding="utf-8")
+        return result
+
+    return study.pieces.run(name, run)
 
 
 def main_audit(study: V2Study) -> dict[str, Any]:
