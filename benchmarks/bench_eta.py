@@ -11,8 +11,14 @@ event its command receives is recorded with its time. The ETA each command would
   :func:`eta_before_base`), and for ``censor``/``audit`` the recording replayed into a ``rich.progress.Progress``
   with a fake clock and the same task totals, so that the number is the one rich's ``TimeRemainingColumn``
   rendered (rich freezes it between updates; 30 s speed window);
+* ``rounds`` (audit only): ``AuditEta`` as of commit bfc24da (whole rounds left at the last round's cost,
+  every search to its budget), kept as :class:`AuditEtaRounds`;
 * ``after``: :mod:`mlac.progress_eta`, the estimators the commands now display (the same functions, fed the same
   events).
+
+``--replay --jobs audit`` also reads any audit recording in this format, e.g. the
+``eta_recording.json`` the replication v2 study writes beside each audit (copy it into
+``{"meta": {}, "recordings": {"audit": ...}}``).
 
 Run from the repository root (about 10 minutes on 2 cores)::
 
@@ -117,7 +123,15 @@ def record_audit(data: Path, out: Path) -> Recording:
     run_audit(request, out / "audit", progress=lambda e: events.append((time.monotonic(), dict(e))))
     t1 = time.monotonic()
     return {"t0": t0, "t1": t1, "studies": counts["studies"], "max_trials": counts["max_trials"],
-            "max_trials_per_study": request.search.max_trials, "reruns": request.search.reruns, "events": events}
+            "max_trials_per_study": request.search.max_trials, "reruns": request.search.reruns,
+            "patience": request.search.patience, "grid_trials": grid_trials(request), "events": events}
+
+
+def grid_trials(request: Any) -> int:
+    """Trials of the reference grid each search starts with (as the runner tells ``AuditEta``)."""
+    from mlac.audit.space import reference_grid
+
+    return min(len(reference_grid(request.space)), request.search.max_trials) if request.search.grid_start else 0
 
 
 # ---------------------------------------------------------------- the ETA each version showed
@@ -223,23 +237,90 @@ def eta_after_censor(rec: Recording, at: float) -> float | None:
     return eta.remaining(at)
 
 
-def eta_after_audit(rec: Recording, at: float) -> float | None:
-    """``audit`` now: :class:`mlac.progress_eta.AuditEta` fed every progress event, read at ``at``."""
-    from mlac.audit.presets import PRESETS
-    from mlac.progress_eta import AuditEta
+class AuditEtaRounds:
+    """``AuditEta`` as of commit bfc24da (kept here so that ``rounds`` stays what it was): the rounds left (the
+    most trials a running search may take, plus its reruns) times the last finished round's cost."""
 
-    eta = AuditEta(rec["studies"], rec["max_trials_per_study"], rec.get("reruns", PRESETS["quick"]["search"].reruns))
+    def __init__(self, studies_total: int, max_trials: int, reruns: int) -> None:
+        self.studies_total, self.max_trials, self.reruns = studies_total, max_trials, reruns
+        self.start: float | None = None
+        self.before: float | None = None
+        self.trials: dict[int, int] = {}
+        self.finished: set[int] = set()
+        self.round, self.round_at, self.round_cost = 0, 0.0, 0.0
+        self.trials_done, self.trial_at = 0, 0.0
+
+    def observe(self, t: float, event: dict[str, Any]) -> None:
+        if event.get("stage") != "search":
+            if self.start is None:
+                self.before = t
+            return
+        if self.start is None:
+            self.start = self.before if self.before is not None else t
+            self.round_at = self.start
+        study, done = event.get("study"), event.get("trials_done")
+        if not isinstance(study, int):
+            return
+        if isinstance(done, int) and done > self.trials_done:
+            self.trials_done, self.trial_at = done, t
+        if event.get("point") is not None:
+            self.finished.add(study)
+        elif event.get("trial") is not None:
+            self.trials[study] = self.trials.get(study, 0) + 1
+        running = [self.trials.get(s, 0) for s in range(self.studies_total) if s not in self.finished]
+        reached = min(running) if running else self.round
+        if reached > self.round:
+            self.round_cost = (t - self.round_at) / (reached - self.round)
+            self.round, self.round_at = reached, t
+
+    def remaining(self, now: float) -> float | None:
+        if self.start is None:
+            return None
+        running = [self.trials.get(s, 0) for s in range(self.studies_total) if s not in self.finished]
+        if not running:
+            return 0.0
+        if self.round > 0:
+            rounds = max(self.max_trials - min(k, self.max_trials) for k in running) + self.reruns
+            current = max(0.0, now - self.round_at)
+            return max(0.0, rounds * max(self.round_cost, current) - current)
+        if self.trials_done > 0:
+            per_trial = (self.trial_at - self.start) / self.trials_done
+            bound = max(0.0, per_trial * (self.studies_total * self.max_trials - self.trials_done) - (now - self.trial_at))
+            return bound if bound else None
+        return None
+
+
+def _replay_audit(eta: Any, rec: Recording, at: float) -> float | None:
     for t, e in rel(rec):
         if t > at:
             break
         eta.observe(t, e)
-    return eta.remaining(at)
+    return eta.remaining(at)  # type: ignore[no-any-return]
+
+
+def eta_rounds_audit(rec: Recording, at: float) -> float | None:
+    """``audit`` as of commit bfc24da: whole rounds left at the last round's cost (:class:`AuditEtaRounds`)."""
+    from mlac.audit.presets import PRESETS
+
+    reruns = rec.get("reruns", PRESETS["quick"]["search"].reruns)
+    return _replay_audit(AuditEtaRounds(rec["studies"], rec["max_trials_per_study"], reruns), rec, at)
+
+
+def eta_after_audit(rec: Recording, at: float) -> float | None:
+    """``audit`` now: :class:`mlac.progress_eta.AuditEta` fed every progress event, read at ``at`` (patience and
+    the grid's size as the runner passes them; a recording without them, as before, gets the budget only)."""
+    from mlac.audit.presets import PRESETS
+    from mlac.progress_eta import AuditEta
+
+    eta = AuditEta(rec["studies"], rec["max_trials_per_study"], rec.get("reruns", PRESETS["quick"]["search"].reruns),
+                   patience=rec.get("patience"), grid_trials=rec.get("grid_trials", 0))
+    return _replay_audit(eta, rec, at)
 
 
 ESTIMATORS: dict[str, dict[str, Callable[[Recording, float], float | None]]] = {
     "base": {"before": eta_before_base, "after": eta_after_base},
     "censor": {"before": eta_before_censor, "after": eta_after_censor},
-    "audit": {"before": eta_before_audit, "after": eta_after_audit},
+    "audit": {"before": eta_before_audit, "rounds": eta_rounds_audit, "after": eta_after_audit},
 }
 
 
@@ -262,7 +343,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     """Markdown, as in benchmarks/RESULTS.md."""
     print("| job (wall) | version | at 10%: ETA / true / ratio | at 25% | at 50% |")
     print("| --- | --- | --- | --- | --- |")
-    keys = sorted({(r["job"], r["version"]) for r in rows}, key=lambda k: (list(ESTIMATORS).index(k[0]), k[1] != "before"))
+    keys = sorted({(r["job"], r["version"]) for r in rows}, key=lambda k: (list(ESTIMATORS).index(k[0]), list(ESTIMATORS[k[0]]).index(k[1])))
     for job, version in keys:
         cells = []
         wall = 0.0

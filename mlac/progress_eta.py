@@ -10,14 +10,16 @@ Times are seconds on any one clock (the commands use :func:`time.monotonic`).
   in lines that come sooner while the run is young (:func:`line_due`).
 * ``censor``: :class:`CensorEta`, the same for the outer steps, plus the validations still to come at the
   measured cost of one (they pause the steps every ``val_every`` steps; a rate over steps alone misses them).
-* ``audit``: :class:`AuditEta`, the lockstep rounds of trials (and reruns) still to come at the cost of the
-  last round, or of the current one while it runs longer. Trial counts alone mislead: the grid's first rounds
+* ``audit``: :class:`AuditEta`, the trials (and reruns) each running search may still take, patience counted,
+  at the cost per trial of the last lockstep round, or of the current one while it runs longer. Trial counts
+  alone mislead: the grid's first rounds
   (probes) finish in seconds in one burst, the full fine-tune rounds after them take minutes each, and the
   reruns count no trial; rich's rate over bursts said "0 s" for most of a 10-minute audit.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -120,20 +122,40 @@ class AuditEta:
 
     The searches advance in lockstep rounds (each search still running takes one trial per round, the trials of
     a round run together and their events arrive in a burst), and rounds differ widely in cost: the grid's
-    probe rounds take a fraction of a second, its full fine-tune rounds minutes. So the estimate is the rounds
-    left (the most trials a running search may still take, plus its reruns, which count no trial) times the cost
-    of a round: the last finished round's, or the current round's time so far where that is longer (a round
-    slower than the last shows while it runs). Before the first round finished: the trial rate times the trial
-    budget left (an upper bound), None once that has run out. None before the search stage."""
+    probe rounds take a fraction of a second, its full fine-tune rounds minutes. So the estimate prices the
+    trials left at the cost per trial of the last finished round (its time over the trials it ran), or of the
+    round running now where that is already longer (a round slower than the last shows while it runs).
 
-    def __init__(self, studies_total: int, max_trials_per_study: int, reruns: int = 0) -> None:
+    Trials left are counted per search still running, so rounds get cheaper as searches finish: the trials it
+    may still take plus its reruns (which count no trial). With ``patience`` known, a search that has gone
+    ``since`` trials without improving (pruned trials do not count, as in the study driver) takes at most
+    ``patience - since`` more once its ``grid_trials`` start-up grid has run, unless it improves again; without
+    it, every search may run to its trial budget. Before the first round finished: the trial rate times the
+    trial budget left (an upper bound), None once that has run out. None before the search stage."""
+
+    def __init__(self, studies_total: int, max_trials_per_study: int, reruns: int = 0, *,
+                 patience: int | None = None, grid_trials: int = 0) -> None:
         self.studies_total, self.max_trials, self.reruns = studies_total, max_trials_per_study, reruns
+        self.patience, self.grid_trials = patience, grid_trials
         self._search_start: float | None = None
         self._before_search: float | None = None  # the last event before the search stage
         self._trials: dict[int, int] = {}  # trials seen per running search
+        self._since: dict[int, int] = {}  # trials since the search last improved
+        self._best: dict[int, float] = {}
         self._finished: set[int] = set()
-        self._round, self._round_at, self._round_cost = 0, 0.0, 0.0
+        self._round, self._round_at, self._trial_cost = 0, 0.0, 0.0
+        self._round_trials = 0  # trials seen when the last round finished
         self._trials_done, self._trial_at = 0, 0.0
+
+    def _saw_trial(self, study: int, event: Mapping[str, Any]) -> None:
+        self._trials[study] = self._trials.get(study, 0) + 1
+        if event.get("pruned"):
+            return
+        value = event.get("value")
+        if event.get("ok") is not False and isinstance(value, int | float) and value > self._best.get(study, -math.inf):
+            self._best[study], self._since[study] = float(value), 0
+        else:
+            self._since[study] = self._since.get(study, 0) + 1
 
     def observe(self, t: float, event: Mapping[str, Any]) -> None:
         """Feed one progress event seen at ``t``."""
@@ -152,24 +174,36 @@ class AuditEta:
         if event.get("point") is not None:
             self._finished.add(study)
         elif event.get("trial") is not None:
-            self._trials[study] = self._trials.get(study, 0) + 1
+            self._saw_trial(study, event)
         running = [self._trials.get(s, 0) for s in range(self.studies_total) if s not in self._finished]
         reached = min(running) if running else self._round
         if reached > self._round:
-            self._round_cost = (t - self._round_at) / (reached - self._round)
-            self._round, self._round_at = reached, t
+            seen = sum(self._trials.values())
+            self._trial_cost = (t - self._round_at) / max(seen - self._round_trials, 1)
+            self._round, self._round_at, self._round_trials = reached, t, seen
+
+    def _trials_left(self, study: int) -> int:
+        """Trials search ``study`` may still take (see the class docstring), plus its reruns."""
+        k = self._trials.get(study, 0)
+        left = self.max_trials - min(k, self.max_trials)
+        if self.patience is not None:
+            grid_left = max(0, self.grid_trials - k)
+            since = self._since.get(study, 0) + grid_left  # the grid's own trials may not improve either
+            left = min(left, grid_left + max(0, self.patience - since))
+        return left + self.reruns
 
     def remaining(self, now: float) -> float | None:
         """Seconds left in the search stage at ``now`` (None when nothing is known yet)."""
         if self._search_start is None:
             return None
-        running = [self._trials.get(s, 0) for s in range(self.studies_total) if s not in self._finished]
+        running = [s for s in range(self.studies_total) if s not in self._finished]
         if not running:
             return 0.0
         if self._round > 0:
-            rounds = max(self.max_trials - min(k, self.max_trials) for k in running) + self.reruns
             current = max(0.0, now - self._round_at)
-            return max(0.0, rounds * max(self._round_cost, current) - current)
+            cost = max(self._trial_cost, current / len(running))  # this round has run longer than the last
+            work = sum(self._trials_left(s) for s in running)
+            return max(0.0, work * cost - current)
         if self._trials_done > 0:
             per_trial = (self._trial_at - self._search_start) / self._trials_done
             budget = self.studies_total * self.max_trials - self._trials_done

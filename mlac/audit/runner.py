@@ -116,7 +116,9 @@ def run_studies(
     state = {"trials_done": 0, "studies_done": 0}
     best: dict[int, float] = {}
 
-    eta = AuditEta(total, request.search.max_trials, request.search.reruns)
+    grid = len(reference_grid(request.space)) if request.search.grid_start else 0
+    eta = AuditEta(total, request.search.max_trials, request.search.reruns, patience=request.search.patience,
+                   grid_trials=min(grid, request.search.max_trials))
 
     def emit(key: StudyKey, index: int, event: ProgressEvent) -> None:
         full = replace(event, stage="search", study=index, studies_done=state["studies_done"], studies_total=total,

@@ -102,15 +102,54 @@ def test_audit_eta_prices_the_rounds_left_at_the_round_running_now_not_at_the_ch
     assert eta.remaining(now + 80.0) == pytest.approx(4 * 80.0 - 80.0)  # a slower round shows while it runs
 
 
-def test_audit_eta_counts_the_rounds_of_the_searches_still_running() -> None:
+def test_audit_eta_gets_cheaper_as_searches_finish() -> None:
     eta = AuditEta(3, 6, reruns=2)
     now = feed(eta, lockstep_series(3, [10.0, 10.0]))
-    assert eta.remaining(now) == pytest.approx((4 + 2) * 10.0)
+    assert eta.remaining(now) == pytest.approx((4 + 2) * 10.0)  # 3 searches x 6 trials left at 10/3 s a trial
     eta.observe(now, {"stage": "search", "study": 0, "studies_done": 1, "trials_done": 6, "point": 0.5})
     eta.observe(now, {"stage": "search", "study": 1, "studies_done": 2, "trials_done": 6, "point": 0.5})
-    assert eta.remaining(now) == pytest.approx((4 + 2) * 10.0)  # patience stopped two: the third may run on
+    # Patience stopped two: the third runs on alone, its rounds a third as long (the trials of a round run
+    # together on the same cores). Pricing whole rounds at the last round's cost, as before, said 60 s.
+    true = (4 + 2) * 10.0 / 3
+    assert eta.remaining(now) == pytest.approx(true)
+    assert not within_2x((4 + 2) * 10.0, true)  # negative control: the round-count estimate overshoots 3x
     eta.observe(now, {"stage": "search", "study": 2, "studies_done": 3, "trials_done": 6, "point": 0.5})
     assert eta.remaining(now) == 0.0
+
+
+def test_audit_eta_counts_patience_after_the_grid() -> None:
+    # 4 searches, budget 20 trials, patience 3, a 2-trial grid; every trial takes 1 s of a 4 s round.
+    def rounds(values: list[float], start: float) -> list[tuple[float, dict[str, Any]]]:
+        out, t = [], start
+        for r, v in enumerate(values):
+            t += 4.0
+            out += [(t, {"stage": "search", "study": s, "studies_done": 0, "trials_done": 4 * r + s + 1, "trial": r,
+                         "ok": True, "value": v}) for s in range(4)]
+        return out
+
+    eta = AuditEta(4, 20, reruns=1, patience=3, grid_trials=2)
+    eta.observe(0.0, {"stage": "baselines"})
+    now = feed(eta, rounds([0.5, 0.7], 0.0))  # the grid: the second trial improved
+    assert eta.remaining(now) == pytest.approx(4 * (3 + 1) * 1.0)  # 3 more without improving, then 1 rerun
+    now = feed(eta, rounds([0.6, 0.6], now))  # two trials without improvement: one left each
+    assert eta.remaining(now) == pytest.approx(4 * (1 + 1) * 1.0)
+    budget_only = AuditEta(4, 20, reruns=1)  # negative control: without patience, 16 trials left each
+    feed(budget_only, rounds([0.5, 0.7, 0.6, 0.6], 0.0))
+    assert not within_2x(budget_only.remaining(now), eta.remaining(now))
+    now = feed(eta, rounds([0.9], now))  # an improvement gives each search its patience back
+    assert eta.remaining(now) == pytest.approx(4 * (3 + 1) * 1.0)
+
+
+def test_audit_eta_does_not_count_pruned_trials_against_patience() -> None:
+    eta = AuditEta(1, 20, patience=3)
+    eta.observe(0.0, {"stage": "baselines"})
+    eta.observe(1.0, {"stage": "search", "study": 0, "trials_done": 1, "trial": 0, "ok": True, "value": 0.8})
+    for k in range(1, 4):
+        eta.observe(1.0 + k, {"stage": "search", "study": 0, "trials_done": k + 1, "trial": k, "ok": True,
+                              "value": 0.1, "pruned": True})
+    assert eta.remaining(4.0) == pytest.approx(3 * 1.0)  # still 3 left: pruning is not "no better"
+    eta.observe(5.0, {"stage": "search", "study": 0, "trials_done": 5, "trial": 4, "ok": False})
+    assert eta.remaining(5.0) == pytest.approx(2 * 1.0)  # a failed trial is no improvement
 
 
 def test_audit_eta_before_the_search_and_before_a_round_finished() -> None:

@@ -26,6 +26,7 @@ import torch
 from experiments.replication.v2.study import V2Study, ablation_labels, mlac_labels
 from mlac.audit.protocol import AuditRequest, plan_counts
 from mlac.audit.runner import base_spec, run_audit, subset_seed
+from mlac.audit.space import reference_grid
 from mlac.audit.trial import WorkerContext, capped_split, run_trial
 from mlac.audit.verdict import VerdictPolicy
 from mlac.contracts import StudyKey
@@ -60,11 +61,12 @@ def _audit(study: V2Study, name: str, request: AuditRequest) -> dict[str, Any]:
 
     def run() -> dict[str, Any]:
         counts = plan_counts(request)
+        grid = min(len(reference_grid(request.space)), request.search.max_trials) if request.search.grid_start else 0
         t0 = time.monotonic()
         result = run_audit(request, folder, progress=progress).to_dict()
         recording = {"t0": t0, "t1": time.monotonic(), "studies": counts["studies"], "max_trials": counts["max_trials"],
                      "max_trials_per_study": request.search.max_trials, "reruns": request.search.reruns,
-                     "events": events}
+                     "patience": request.search.patience, "grid_trials": grid, "events": events}
         (folder / "eta_recording.json").write_text(json.dumps(recording, default=str), encoding="utf-8")
         return result
 
