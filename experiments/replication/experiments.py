@@ -119,7 +119,7 @@ def exp1_main(study: Study) -> dict[str, Any]:
     scale = study.scale
     labels = [*BASELINES, *mlac_labels(study)]
     models = tuple(str(study.models[label]) for label in labels)
-    common = {"dataset": str(study.dataset_path), "models": models, "sizes": scale.sizes, "seeds": scale.attack_seeds,
+    common: dict[str, Any] = {"dataset": str(study.dataset_path), "models": models, "sizes": scale.sizes, "seeds": scale.attack_seeds,
               "selection_max": scale.selection_max, "report_max": scale.report_max, "max_length": scale.max_length,
               "device": scale.device}
     out: dict[str, Any] = {}
@@ -204,7 +204,7 @@ def exp2_k(study: Study) -> dict[str, Any]:
     compute.insert(0, {"outer_steps": 0, "inner_steps": scale.mlac.inner_steps, "train_wall_s": 0.0, "train_cpu_s": 0.0,
                        "trunk_passes": 0,
                        **{k: summary(base_suite[k]) for k in SUITE_KEYS}})
-    result = {"table": table, "compute_curve": compute, "suite_n": scale.suite_n, "suite_seeds": list(scale.suite_seeds)}
+    result: dict[str, Any] = {"table": table, "compute_curve": compute, "suite_n": scale.suite_n, "suite_seeds": list(scale.suite_seeds)}
     result["figures"] = plots.suite_bars(study.out / "exp2", table, "K ablation", "exp2_k_ablation.png")
     result["figures"] += plots.compute_curve(study.out / "exp2", compute)
     write(study.out, "exp2", result)
@@ -328,7 +328,7 @@ def run_all(out: Path, scale_name: str, only: tuple[str, ...] = ()) -> dict[str,
     if "exp1" in want or "exp5" in want:
         results["exp1"] = exp1_main(study)
         results["exp1"]["seed_points"] = [p for t in ("harmful", "beneficial")
-                                          for p in study.pieces.get(f"exp1/audit_{t}")["seed_points"]]
+                                          for p in (study.pieces.get(f"exp1/audit_{t}") or {}).get("seed_points", [])]
     if "calibration" in want:
         results["calibration"] = calibration(study)
     if "exp4" in want or "exp5" in want:

@@ -74,7 +74,7 @@ def pretrain_mlm(
     config = classifier.trunk.config
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        mlm = BertForMaskedLM(config)
+        mlm = BertForMaskedLM(config)  # type: ignore[arg-type]
     mlm.bert.load_state_dict(classifier.trunk.state_dict(), strict=False)  # same init as the classifier trunk
     enc = tokenizer(list(texts), truncation=True, max_length=max_length)
     rows = [torch.as_tensor(r, dtype=torch.long) for r in enc["input_ids"]]

@@ -174,14 +174,14 @@ def train_mlac_piece(study: Study, label: str, cfg: MLACConfig, marks: tuple[int
                 "segment_wall_s": time.monotonic() - started, "history": result.history}
 
     if not marks:
-        info = study.pieces.run(f"models/{label}", lambda: segment(cfg.outer_steps, out, out))
+        single = study.pieces.run(f"models/{label}", lambda: segment(cfg.outer_steps, out, out))
         study.models[label] = out
-        return info
+        return single
     work = study.out / "models" / f"{label}_work"
-    info = {}
+    info: dict[Any, Any] = {}  # outer step -> that segment's record
     for step in sorted(set(marks) | {cfg.outer_steps}):
         dest = study.out / "models" / f"{label}@{step}"
-        info[step] = study.pieces.run(f"models/{label}@{step}", lambda s=step, d=dest: segment(s, d, work))
+        info[step] = study.pieces.run(f"models/{label}@{step}", lambda s=step, d=dest: segment(s, d, work))  # type: ignore[misc]
         study.models[f"{label}@{step}"] = dest
     final = study.out / "models" / f"{label}@{cfg.outer_steps}"
     if not (out / "model.safetensors").is_file():
