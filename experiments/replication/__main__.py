@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import sys
 import time
 from pathlib import Path
+
+from experiments.replication.runenv import configure
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,15 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="comma-separated subset of calibration,exp1,...,exp5")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = parser.parse_args(argv)
-    for var, value in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-                       "TOKENIZERS_PARALLELISM": "false", "MPLBACKEND": "Agg"}.items():
-        os.environ.setdefault(var, value)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    for noisy in ("optuna", "mlac", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    import torch
-
-    torch.set_num_threads(args.threads)
+    configure(args.threads)
     from experiments.replication.experiments import run_all
 
     started = time.monotonic()

@@ -14,7 +14,8 @@ COLOURS = {"random": "#888888", "base": "#1f77b4", "beneficial_tuned": "#2ca02c"
 MLAC_COLOUR = "#d62728"
 
 
-def _save(fig: Any, folder: Path, name: str) -> str:
+def save_figure(fig: Any, folder: Path, name: str) -> str:
+    """Write ``fig`` as ``folder/name`` (tight layout, 110 dpi), close it and return the path."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
     fig.tight_layout()
@@ -49,7 +50,7 @@ def calibration(folder: Path, table: list[dict[str, Any]], variants: dict[str, A
         ax.set_ylabel("harmful (gender) accuracy")
         ax.set_ylim(0.4, 1.02)
         ax.legend(fontsize=7)
-    return [_save(fig, folder, "calibration_hardness.png")]
+    return [save_figure(fig, folder, "calibration_hardness.png")]
 
 
 def exp1(folder: Path, table: list[dict[str, Any]], pooled: list[dict[str, Any]], mlac: list[str]) -> list[str]:
@@ -73,7 +74,7 @@ def exp1(folder: Path, table: list[dict[str, Any]], pooled: list[dict[str, Any]]
         ax.set_ylabel(f"{task} accuracy (report split)")
         ax.set_title(f"{task} task: attacker's best (search) per n")
         ax.legend(fontsize=7)
-    return [_save(fig, folder, "exp1_main_figure.png")]
+    return [save_figure(fig, folder, "exp1_main_figure.png")]
 
 
 def suite_bars(folder: Path, table: list[dict[str, Any]], title: str, name: str) -> list[str]:
@@ -92,7 +93,7 @@ def suite_bars(folder: Path, table: list[dict[str, Any]], title: str, name: str)
     ax.set_ylabel("accuracy (report split)")
     ax.set_title(f"{title}: fixed attacks (gender unless 'beneficial')")
     ax.legend(fontsize=7, ncol=4)
-    return [_save(fig, folder, name)]
+    return [save_figure(fig, folder, name)]
 
 
 def compute_curve(folder: Path, rows: list[dict[str, Any]]) -> list[str]:
@@ -109,7 +110,7 @@ def compute_curve(folder: Path, rows: list[dict[str, Any]]) -> list[str]:
     ax.set_ylim(0.3, 1.05)
     ax.set_title("MLAC effect against its training compute")
     ax.legend(fontsize=7)
-    return [_save(fig, folder, "exp2_compute_curve.png")]
+    return [save_figure(fig, folder, "exp2_compute_curve.png")]
 
 
 def _colour(model: str) -> str:
@@ -143,7 +144,7 @@ def exp4(folder: Path, runs: list[dict[str, Any]], table: list[dict[str, Any]], 
         ax.set_ylabel("harmful accuracy")
         ax.axhline(0.5, color="k", lw=0.5)
         ax.legend(fontsize=7)
-    return [_save(fig, folder, "exp4_strong_attackers.png")]
+    return [save_figure(fig, folder, "exp4_strong_attackers.png")]
 
 
 def exp5(folder: Path, rows: list[dict[str, Any]], long_rows: list[dict[str, Any]], target: float) -> list[str]:
@@ -168,4 +169,4 @@ def exp5(folder: Path, rows: list[dict[str, Any]], long_rows: list[dict[str, Any
     axes[1].set_ylabel("attacker FLOPs (long fine-tune)")
     axes[1].set_title("compute to reach the same accuracy")
     axes[1].tick_params(axis="x", rotation=25, labelsize=8)
-    return [_save(fig, folder, "exp5_cost.png")]
+    return [save_figure(fig, folder, "exp5_cost.png")]

@@ -1,7 +1,7 @@
 """The three scales of the study: ``ci`` (inside the test suite), ``cpu`` (~1 h on 2 cores), ``gpu``.
 
 Everything a scale changes lives here, so the experiment code reads the same at every scale. The
-issue's reference values are noted where a scale departs from them (see docs/replication.md).
+issue's reference values are noted where a scale departs from them (see docs/replication/v1_tiny_base.md).
 """
 
 from __future__ import annotations

@@ -80,17 +80,22 @@ def _cap(split: EncodedSplit, cap: int, seed: int = 0) -> EncodedSplit:
     return split.subset(sorted(random.Random(seed).sample(range(len(split)), cap)))
 
 
-def make_data(out: Path, scale: Scale, pieces: Pieces) -> tuple[Path, TaskSpec, Any]:
-    """The labelled dataset (parquet + task file) of the study."""
+def data_piece(out: Path, pieces: Pieces, cfg: SynthConfig) -> Path:
+    """The labelled dataset of generator ``cfg`` as the cached piece ``data`` (parquet + task file)."""
     path = out / "data" / "bios.parquet"
 
     def build() -> dict[str, Any]:
-        cfg = synth_config(scale)
         ds, task = generate_synthetic(cfg)
         save_dataset(ds, task, path)
         return {"path": str(path), "config": cfg.to_dict(), "rows": len(ds)}
 
     pieces.run("data", build)
+    return path
+
+
+def make_data(out: Path, scale: Scale, pieces: Pieces) -> tuple[Path, TaskSpec, Any]:
+    """The labelled dataset (parquet + task file) of the study."""
+    path = data_piece(out, pieces, synth_config(scale))
     from mlac.data import load_saved_dataset
 
     ds, task = load_saved_dataset(path)

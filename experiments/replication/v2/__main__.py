@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import sys
 import time
 from pathlib import Path
+
+from experiments.replication.runenv import configure
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,15 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="output folder; finished pieces there are reused")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     args = parser.parse_args(argv)
-    for var, value in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-                       "TOKENIZERS_PARALLELISM": "false", "MPLBACKEND": "Agg"}.items():
-        os.environ.setdefault(var, value)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    for noisy in ("optuna", "mlac", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    import torch
-
-    torch.set_num_threads(args.threads)
+    configure(args.threads)
     from experiments.replication.v2.run import run
 
     started = time.monotonic()

@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from experiments.replication.plots import save_figure
+
 COLOURS = {"random": "#888888", "base": "#1f77b4", "MLAC": "#d62728", "bag of words": "#2ca02c"}
 
 
@@ -38,7 +40,7 @@ def curves(folder: Path, table: dict[str, list[dict[str, Any]]], bow: list[dict[
         ax.set_ylabel(f"{task} accuracy (report split)")
         ax.set_title(f"{task}: best attack of the search, 95% intervals")
         ax.legend(fontsize=8)
-    return _save(fig, folder, "v2_curves.png")
+    return save_figure(fig, folder, "v2_curves.png")
 
 
 def name_groups(folder: Path, rows: list[dict[str, Any]]) -> str:
@@ -53,13 +55,4 @@ def name_groups(folder: Path, rows: list[dict[str, Any]]) -> str:
     ax.set_ylabel("MLAC - base, harmful accuracy")
     ax.set_title("Names MLAC censored vs names it never saw")
     ax.legend(fontsize=8)
-    return _save(fig, folder, "v2_name_groups.png")
-
-
-def _save(fig: Any, folder: Path, name: str) -> str:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path)
+    return save_figure(fig, folder, "v2_name_groups.png")

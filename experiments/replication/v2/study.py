@@ -16,10 +16,11 @@ from typing import Any
 
 from experiments.replication.pieces import Pieces
 from experiments.replication.scales import DATA_KNOBS
+from experiments.replication.setup import data_piece
 from experiments.replication.v2.names import NameSplit, draw_name_split
 from experiments.replication.v2.scales import V2Scale
 from mlac.censor import MLACConfig, train_mlac
-from mlac.data import Splits, SynthConfig, generate_synthetic, load_saved_dataset, make_splits, save_dataset
+from mlac.data import Splits, SynthConfig, load_saved_dataset, make_splits
 from mlac.data.encoded import encode_split
 from mlac.data.synth import name_pools
 from mlac.models import default_tokenizer, load_checkpoint, load_minilm, random_reinit, save_checkpoint
@@ -52,20 +53,6 @@ def synth_config(scale: V2Scale) -> SynthConfig:
     knobs = dict(DATA_KNOBS)
     knobs["names_per_gender"] = min(len(v) for v in name_pools().values())
     return SynthConfig(n_bios=scale.n_bios, seed=0, **knobs)
-
-
-def make_data(out: Path, scale: V2Scale, pieces: Pieces) -> Path:
-    """The labelled dataset (parquet + task file)."""
-    path = out / "data" / "bios.parquet"
-
-    def build() -> dict[str, Any]:
-        cfg = synth_config(scale)
-        ds, task = generate_synthetic(cfg)
-        save_dataset(ds, task, path)
-        return {"path": str(path), "config": cfg.to_dict(), "rows": len(ds)}
-
-    pieces.run("data", build)
-    return path
 
 
 def make_base(study: V2Study) -> dict[str, Any]:
@@ -153,7 +140,7 @@ def make_models(study: V2Study) -> dict[str, Any]:
 def prepare(out: Path, scale: V2Scale) -> V2Study:
     """Data, splits, the name split and the base model (cached pieces)."""
     pieces = Pieces(out)
-    path = make_data(out, scale, pieces)
+    path = data_piece(out, pieces, synth_config(scale))
     ds, task = load_saved_dataset(path)
     study = V2Study(out, scale, pieces, path, task, make_splits(ds, 0), draw_name_split(scale.seen_fraction), {})
     make_base(study)
