@@ -68,7 +68,7 @@ def test_pooled_difference_pairs_by_seed_and_clusters_training_seeds():
     # The seed-to-seed spread cancels in the pairing: each model's difference is constant, so only the two
     # training seeds' means (-0.2, -0.1) spread the interval.
     lo, hi = row["ci"]
-    assert lo < -0.2 and -0.1 < hi and hi < 0.5
+    assert lo < -0.2 and hi > -0.1 and hi < 0.5
 
 
 def test_group_accuracies_split_the_report_rows_by_name(tmp_path):
