@@ -129,6 +129,12 @@ def capped_split(ds: Any, cap: int | None, seed: int) -> Any:
     return ds.select(sorted(random.Random(seed).sample(range(len(ds)), cap)))
 
 
+def attacker_rows(pool_size: int, n: int, subset_seed: int) -> tuple[int, ...]:
+    """The n rows of a pool of ``pool_size`` an attacker trains on for ``subset_seed`` (sorted): the same for every
+    model at a seed, which is what makes the audit's comparisons paired."""
+    return tuple(sorted(random.Random(subset_seed).sample(range(pool_size), n)))
+
+
 class WorkerContext:
     """Per-process memo of models, datasets, encoded splits and probe features (plain object)."""
 
@@ -203,7 +209,7 @@ class WorkerContext:
         pool, pool_ids = self.encoded(spec, loaded, "attack_pool")
         if spec.n > len(pool):
             raise DataError(f"n={spec.n} is larger than the attack pool ({len(pool)} examples): use a smaller n or a larger dataset")
-        rows = tuple(sorted(random.Random(spec.subset_seed).sample(range(len(pool)), spec.n)))
+        rows = attacker_rows(len(pool), spec.n, spec.subset_seed)
         sel, sel_ids = self.encoded(spec, loaded, "selection")
         rep, rep_ids = self.encoded(spec, loaded, "report")
         return AttackData(pool, pool_ids, rows, sel, sel_ids, rep, rep_ids)

@@ -37,14 +37,16 @@ def seed_values(result: dict[str, Any], model: str, task: str) -> SeedTable:
     return dict(out)
 
 
-def _interval(values: Sequence[float], bounds: tuple[float, float] | None = None) -> dict[str, Any]:
+def interval(values: Sequence[float], bounds: tuple[float, float] | None = None) -> dict[str, Any]:
+    """Mean and 95% t-interval (None for one value) of ``values``, clipped to ``bounds``."""
     ci = t_interval(list(values), bounds=bounds)
     return {"mean": float(np.mean(values)), "ci": list(ci) if ci else None, "k": len(values)}
 
 
-def _cluster(groups: Sequence[Sequence[float]], bounds: tuple[float, float] | None = None) -> dict[str, Any]:
+def cluster_interval(groups: Sequence[Sequence[float]], bounds: tuple[float, float] | None = None) -> dict[str, Any]:
+    """Mean of the group means and the cluster t-interval (one group: :func:`interval` of it)."""
     if len(groups) == 1:
-        return _interval(groups[0], bounds) | {"clusters": 1}
+        return interval(groups[0], bounds) | {"clusters": 1}
     ci = cluster_t_interval([list(g) for g in groups], bounds=bounds)
     return {"mean": float(np.mean([np.mean(g) for g in groups])), "ci": list(ci) if ci else None,
             "k": sum(len(g) for g in groups), "clusters": len(groups)}
@@ -65,7 +67,7 @@ def pooled_difference(result: dict[str, Any], models: Sequence[str], reference: 
         groups = [paired_diffs(seed_values(result, m, task), ref, n) for m in models]
         groups = [g for g in groups if g]
         if groups:
-            rows.append({"n": n, "reference": reference, "task": task, **_cluster(groups, DIFF_BOUNDS)})
+            rows.append({"n": n, "reference": reference, "task": task, **cluster_interval(groups, DIFF_BOUNDS)})
     return rows
 
 
@@ -78,7 +80,7 @@ def accuracy_table(result: dict[str, Any], groups: dict[str, list[str]], task: s
             vals = [list(seed_values(result, m, task).get(n, {}).values()) for m in models]
             vals = [v for v in vals if v]
             if vals:
-                rows.append({"model": name, "task": task, "n": n, **_cluster(vals, (0.0, 1.0))})
+                rows.append({"model": name, "task": task, "n": n, **cluster_interval(vals, (0.0, 1.0))})
     return rows
 
 
@@ -131,15 +133,15 @@ def name_group_table(acc: dict[tuple[str, str, int, int, str], float], mlac: Seq
                             for m in mlac]
             if not base:
                 continue
-            rows.append({"n": n, "group": group, "base": _interval(base, (0.0, 1.0)),
-                         "random": _interval(rnd, (0.0, 1.0)) if rnd else None,
-                         "mlac": _cluster([vals(m) for m in mlac if vals(m)], (0.0, 1.0)),
-                         "mlac_minus_base": _cluster([d for d in drops[group] if d], DIFF_BOUNDS)})
+            rows.append({"n": n, "group": group, "base": interval(base, (0.0, 1.0)),
+                         "random": interval(rnd, (0.0, 1.0)) if rnd else None,
+                         "mlac": cluster_interval([vals(m) for m in mlac if vals(m)], (0.0, 1.0)),
+                         "mlac_minus_base": cluster_interval([d for d in drops[group] if d], DIFF_BOUNDS)})
         contrast = [[u - s for u, s in zip(du, ds, strict=False)] for du, ds in zip(drops.get("unseen", []),
                                                                                      drops.get("seen", []), strict=True)]
         contrast = [c for c in contrast if c]
         if contrast:
-            rows.append({"n": n, "group": "unseen drop - seen drop", "contrast": _cluster(contrast, DIFF_BOUNDS)})
+            rows.append({"n": n, "group": "unseen drop - seen drop", "contrast": cluster_interval(contrast, DIFF_BOUNDS)})
     return rows
 
 
@@ -155,8 +157,8 @@ def checks_table(checks: list[dict[str, Any]], result: dict[str, Any]) -> list[d
                 if not sel:
                     continue
                 gain = [c["report"] - search[n][c["seed"]] for c in sel if c["seed"] in search.get(n, {})]
-                rows.append({"model": model, "attack": attack, "n": n, "report": _interval([c["report"] for c in sel]),
-                             "gain_over_search": _interval(gain, DIFF_BOUNDS) if gain else None,
+                rows.append({"model": model, "attack": attack, "n": n, "report": interval([c["report"] for c in sel]),
+                             "gain_over_search": interval(gain, DIFF_BOUNDS) if gain else None,
                              "wall_s": float(np.mean([c["wall_s"] for c in sel]))})
     return rows
 
@@ -173,7 +175,7 @@ def strongest(result: dict[str, Any], checks: list[dict[str, Any]], model: str) 
 
 def bow_table(rows: list[dict[str, Any]], sizes: Sequence[int]) -> list[dict[str, Any]]:
     """Per n: the bag-of-words logistic regression's report accuracy."""
-    return [{"n": n, **_interval([r["report"] for r in rows if r["n"] == n], (0.0, 1.0))}
+    return [{"n": n, **interval([r["report"] for r in rows if r["n"] == n], (0.0, 1.0))}
             for n in sizes if any(r["n"] == n for r in rows)]
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import re
 import time
 from dataclasses import replace
@@ -27,7 +26,7 @@ from experiments.replication.v2.study import V2Study, ablation_labels, mlac_labe
 from mlac.audit.protocol import AuditRequest, plan_counts
 from mlac.audit.runner import base_spec, run_audit, subset_seed
 from mlac.audit.space import reference_grid
-from mlac.audit.trial import WorkerContext, capped_split, run_trial
+from mlac.audit.trial import WorkerContext, attacker_rows, capped_split, run_trial
 from mlac.audit.verdict import VerdictPolicy
 from mlac.contracts import StudyKey
 
@@ -162,7 +161,7 @@ def bag_of_words(study: V2Study) -> list[dict[str, Any]]:
         out = []
         for n in s.sizes:
             for seed in s.attack_seeds:
-                rows = sorted(random.Random(subset_seed(seed, n)).sample(range(len(pool)), n))
+                rows = attacker_rows(len(pool), n, subset_seed(seed, n))
                 part = pool.select(rows)
                 vocab = {w: i for i, w in enumerate(sorted(set().union(*(_words(t) for t in part[col]))))}
                 x, y = _presence(list(part[col]), vocab), torch.tensor(part[label])

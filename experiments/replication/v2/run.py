@@ -27,7 +27,7 @@ def claims(study: V2Study, main: dict[str, Any], checks: list[dict[str, Any]]) -
     rows: list[dict[str, Any]] = []
     base, rnd = (analysis.seed_values(main, m, "harmful") for m in ("base", "random"))
     for n in s.sizes:
-        d = analysis._interval(analysis.paired_diffs(base, rnd, n), analysis.DIFF_BOUNDS)
+        d = analysis.interval(analysis.paired_diffs(base, rnd, n), analysis.DIFF_BOUNDS)
         rows.append({"claim": "the base carries gender beyond a random network", "n": n, "diff": d,
                      "verdict": analysis.claim(d, lower_is_claim=False)})
     for d in analysis.pooled_difference(main, mlac, "base", "harmful", s.sizes):
@@ -44,7 +44,7 @@ def claims(study: V2Study, main: dict[str, Any], checks: list[dict[str, Any]]) -
     first = mlac[0]
     best_m, best_r = analysis.strongest(main, checks, first), analysis.strongest(main, checks, "random")
     for n in sorted({c["n"] for c in checks}):
-        d = analysis._interval(analysis.paired_diffs(best_m, best_r, n), analysis.DIFF_BOUNDS)
+        d = analysis.interval(analysis.paired_diffs(best_m, best_r, n), analysis.DIFF_BOUNDS)
         rows.append({"claim": f"{first} is as hard as random against every attack tried (best of search and checks)",
                      "n": n, "diff": d,
                      "verdict": analysis.claim(d, lower_is_claim=True, margin=analysis.EQUIVALENCE_MARGIN)})
