@@ -20,9 +20,8 @@ from service.settings import Settings
 #: check (docker/), and the Ray layer (workers.settings, added in :func:`known_variables`).
 OTHER_READERS = ("MLAC_URL", "MLAC_API_KEY", "MLAC_CONFIG", "MLAC_PORT", "MLAC_HOST", "MLAC_ROLE_FILE",
                  "MLAC_HEALTHCHECK_TIMEOUT", "MLAC_FUZZ_EXAMPLES")
-#: Documented for a feature that does not exist yet: named with the reason instead of a guess.
-NOT_YET_READ = {"MLAC_ARTIFACT_URL": "not read yet: every node must see the data directory at the same path "
-                                     "(docs/scaling.md); an artifact store is planned"}
+#: Documented for a feature that does not exist yet: named with the reason instead of a guess (none today).
+NOT_YET_READ: dict[str, str] = {}
 
 #: Read once, no longer: named with what replaced them.
 REMOVED = {"MLAC_WEBHOOK_SECRET": "removed: each API key signs with its own secret (GET /v1/webhooks/secret)",
@@ -42,7 +41,9 @@ class UnknownVariable:
 
 def known_variables() -> set[str]:
     """Every ``MLAC_`` name some part of mlac-audit reads (``*_FILE`` forms are checked against these)."""
-    from workers.settings import ENV_FIELDS, TRIAL_RESOURCES_ENV
+    from workers.artifacts.access import ARTIFACT_URL_ENV
+    from workers.artifacts.cache import CACHE_DIR_ENV, CACHE_MAX_ENV
+    from workers.settings import DRIVER_RESOURCES_ENV, ENV_FIELDS, TRIAL_RESOURCES_ENV
 
     prefix = str(Settings.model_config.get("env_prefix", "")).upper()
     names = {prefix + field.upper() for field in Settings.model_fields}
@@ -50,7 +51,8 @@ def known_variables() -> set[str]:
         alias = info.validation_alias
         choices = alias.choices if isinstance(alias, AliasChoices) else [alias] if isinstance(alias, str) else []
         names.update(c.upper() for c in choices if isinstance(c, str))
-    return {n for n in names | set(ENV_FIELDS) | {TRIAL_RESOURCES_ENV} | set(OTHER_READERS) if n.startswith("MLAC_")}
+    workers = {TRIAL_RESOURCES_ENV, DRIVER_RESOURCES_ENV, ARTIFACT_URL_ENV, CACHE_DIR_ENV, CACHE_MAX_ENV}
+    return {n for n in names | set(ENV_FIELDS) | workers | set(OTHER_READERS) if n.startswith("MLAC_")}
 
 
 def unknown_variables(environ: Mapping[str, str]) -> list[UnknownVariable]:

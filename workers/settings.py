@@ -24,6 +24,8 @@ ENV_FIELDS: dict[str, tuple[str, type]] = {
 }
 #: JSON object of custom Ray resources every trial asks for, e.g. ``{"attack_node": 1}`` (sets ``trial_resources``).
 TRIAL_RESOURCES_ENV = "MLAC_RAY_TRIAL_RESOURCES"
+#: JSON object of custom Ray resources every job driver asks for (sets ``driver_resources``; default: any node).
+DRIVER_RESOURCES_ENV = "MLAC_RAY_DRIVER_RESOURCES"
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,8 @@ class RaySettings:
     ``trial_gpus`` / ``censor_gpus`` None means "auto": when the cluster has GPUs, a trial asks for
     ``gpu_share`` of one (0.25: four small-model trials share a GPU) and a censoring run for a whole
     one; without GPUs both ask for none. A number (fractions allowed) is used as given.
-    ``trial_resources`` are custom Ray resources every trial asks for (e.g. ``{"attack_node": 1}``).
+    ``trial_resources`` are custom Ray resources every trial asks for (e.g. ``{"attack_node": 1}``);
+    ``driver_resources`` the same for job drivers (they coordinate only: ask for a small amount, e.g. 0.01).
     ``max_group``: at most this many ready trials train together in one Ray task
     (:mod:`mlac.audit.trial_group`; the worker sizes groups to its free memory); 1 runs every trial alone.
     """
@@ -51,6 +54,7 @@ class RaySettings:
     censor_cpus: float = 1.0
     censor_gpus: float | None = None
     trial_resources: dict[str, float] = field(default_factory=dict)
+    driver_resources: dict[str, float] = field(default_factory=dict)
     max_concurrency: int = 2
     max_group: int = DEFAULT_MAX_GROUP
     trial_max_retries: int = 3
@@ -71,13 +75,13 @@ class RaySettings:
             raise ConfigError("max_group must be at least 1 (1 runs every trial alone)")
         if self.trial_max_retries < 0 or self.actor_max_restarts < 0:
             raise ConfigError("trial_max_retries and actor_max_restarts must be >= 0")
-        if any(v <= 0 for v in self.trial_resources.values()):
-            raise ConfigError("custom trial resources must ask for a positive amount")
+        if any(v <= 0 for v in (*self.trial_resources.values(), *self.driver_resources.values())):
+            raise ConfigError("custom trial and driver resources must ask for a positive amount")
 
     @classmethod
     def from_env(cls, data_dir: Path, **overrides: object) -> RaySettings:
         """Defaults, then ``RAY_ADDRESS``, the ``MLAC_RAY_*`` variables of :data:`ENV_FIELDS` and
-        :data:`TRIAL_RESOURCES_ENV`, then ``overrides`` (None values ignored). Read once, at start-up."""
+        :data:`TRIAL_RESOURCES_ENV` and :data:`DRIVER_RESOURCES_ENV`, then ``overrides`` (None values ignored). Read once, at start-up."""
         values: dict[str, object] = {"address": os.environ.get("RAY_ADDRESS") or None, "data_dir": data_dir}
         for var, (name, kind) in ENV_FIELDS.items():
             raw = os.environ.get(var)
@@ -86,16 +90,17 @@ class RaySettings:
                     values[name] = kind(raw)
                 except ValueError as exc:
                     raise ConfigError(f"{var}={raw!r} is not a valid {kind.__name__}; fix or unset it") from exc
-        raw = os.environ.get(TRIAL_RESOURCES_ENV)
-        if raw:
-            values["trial_resources"] = _resources_json(raw)
+        for var, name in ((TRIAL_RESOURCES_ENV, "trial_resources"), (DRIVER_RESOURCES_ENV, "driver_resources")):
+            raw = os.environ.get(var)
+            if raw:
+                values[name] = _resources_json(raw, var)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 
 
-def _resources_json(raw: str) -> dict[str, float]:
-    """Parse :data:`TRIAL_RESOURCES_ENV` (a JSON object of resource name -> amount)."""
-    hint = f"{TRIAL_RESOURCES_ENV} must be a JSON object of resource name -> amount, e.g. '{{\"attack_node\": 1}}'"
+def _resources_json(raw: str, var: str = TRIAL_RESOURCES_ENV) -> dict[str, float]:
+    """Parse ``var`` (:data:`TRIAL_RESOURCES_ENV` or :data:`DRIVER_RESOURCES_ENV`: resource name -> amount)."""
+    hint = f"{var} must be a JSON object of resource name -> amount, e.g. '{{\"attack_node\": 1}}'"
     try:
         data = json.loads(raw)
     except ValueError as exc:

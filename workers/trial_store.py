@@ -2,25 +2,23 @@
 
 A trial's key is its study (the spec's tag: model, task, n, seed) and its trial seed, which the study
 driver derives one-to-one from the Optuna trial number (reruns of the winner get their own seeds),
-plus a hash of the whole spec so that a different spec can never pick up a stored result. The file
-``<root>/<study>/<trial_seed>-<spec hash>.json`` is created atomically with ``os.link`` (fails if it
-exists): the first completed attempt wins and any later attempt of the same trial (a Ray retry after
-its worker died just after writing, a re-submitted batch) reads that result back instead of running
-or recording a second one. Only successful results are stored; a failed attempt is retried.
+plus a hash of the whole spec so that a different spec can never pick up a stored result. The object
+``<prefix>/<study>/<trial_seed>-<spec hash>.json`` lives in the :mod:`artifact store <workers.artifacts>`
+(``jobs/<job id>/trials/...``), written by the job's driver only, which checks it before it runs a trial: a
+trial whose result is stored (a driver restarted on another node, a re-submitted batch) is not run again, and the
+first stored result of a trial is the one every later reader gets. Only successful results are stored.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import re
-import tempfile
-from pathlib import Path
+import threading
 from typing import Any
 
 from mlac.contracts import TrialResult, study_label
+from workers.artifacts.store import ArtifactStore, FsspecStore
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=-]+")
 
@@ -41,44 +39,37 @@ def study_folder(spec: dict[str, Any]) -> str:
 
 
 class TrialResultStore:
-    """One folder per job; see the module docstring for the key and the write-once rule."""
+    """One prefix per job (``jobs/<id>/trials``); see the module docstring for the key and the write-once rule.
 
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
+    A plain path is a local store rooted there (what tests and older callers pass)."""
 
-    def path(self, spec: dict[str, Any]) -> Path:
+    def __init__(self, store: ArtifactStore | str, prefix: str = "") -> None:
+        self.store: ArtifactStore = FsspecStore(store) if isinstance(store, str) else store
+        self.prefix = prefix.strip("/")
+        self._lock = threading.Lock()
+
+    def key(self, spec: dict[str, Any]) -> str:
         """Where the result of ``spec`` is (or will be) stored."""
-        return self.root / study_folder(spec) / f"{int(spec.get('trial_seed', 0))}-{spec_hash(spec)}.json"
+        name = f"{study_folder(spec)}/{int(spec.get('trial_seed', 0))}-{spec_hash(spec)}.json"
+        return f"{self.prefix}/{name}" if self.prefix else name
 
     def get(self, spec: dict[str, Any]) -> TrialResult | None:
         """The stored result of ``spec``, or None."""
-        path = self.path(spec)
-        try:
-            return TrialResult.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        except FileNotFoundError:
+        key = self.key(spec)
+        if not self.store.exists(key):
             return None
+        return TrialResult.from_dict(json.loads(self.store.read(key)))
 
     def put_once(self, spec: dict[str, Any], result: TrialResult) -> tuple[TrialResult, bool]:
-        """Store ``result`` (its plain :meth:`~mlac.contracts.TrialResult.to_dict`, as the file keeps it) unless a
-        result for ``spec`` exists; return (the stored result, whether it was ours)."""
-        path = self.path(spec)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(result.to_dict(), fh, sort_keys=True, default=str)
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                existing = self.get(spec)
-                if existing is not None:
-                    return existing, False
-                raise
+        """Store ``result`` (its plain :meth:`~mlac.contracts.TrialResult.to_dict`, sorted keys) unless a result for
+        ``spec`` exists; return (the stored result, whether it was ours)."""
+        with self._lock:
+            existing = self.get(spec)
+            if existing is not None:
+                return existing, False
+            self.store.write(self.key(spec), json.dumps(result.to_dict(), sort_keys=True, default=str).encode())
             return result, True
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
 
     def count(self) -> int:
         """How many trial results are stored."""
-        return sum(1 for _ in self.root.glob("*/*.json")) if self.root.is_dir() else 0
+        return sum(1 for k in self.store.list(self.prefix) if k.endswith(".json"))

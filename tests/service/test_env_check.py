@@ -25,13 +25,15 @@ def _named(paths: list[Path]) -> set[str]:
 
 def test_unknown_variables_are_named_with_a_hint() -> None:
     env = {"MLAC_ADMIN_API_KEY": "x", "MLAC_ADMIN_KEY": "y", "MLAC_ADMIN_KEY_FILE": "/run/k", "MLAC_RAY_NUM_CPUS": "2",
-           "MLAC_MAX_RUNING_JOBS": "3", "MLAC_WEBHOOK_SECRET": "s", "MLAC_ARTIFACT_URL": "s3://b", "PATH": "/bin"}
+           "MLAC_MAX_RUNING_JOBS": "3", "MLAC_WEBHOOK_SECRET": "s", "MLAC_ARTIFACT_URL": "s3://b", "MLAC_CACHE_DIR": "/c",
+           "MLAC_ARTIFACT_URI": "s3://b", "PATH": "/bin"}
     found = {u.name: u.hint for u in unknown_variables(env)}
-    assert set(found) == {"MLAC_ADMIN_API_KEY", "MLAC_MAX_RUNING_JOBS", "MLAC_WEBHOOK_SECRET", "MLAC_ARTIFACT_URL"}
+    assert set(found) == {"MLAC_ADMIN_API_KEY", "MLAC_MAX_RUNING_JOBS", "MLAC_WEBHOOK_SECRET", "MLAC_ARTIFACT_URI"}
     assert found["MLAC_ADMIN_API_KEY"] == "did you mean MLAC_ADMIN_KEY?"
     assert found["MLAC_MAX_RUNING_JOBS"] == "did you mean MLAC_MAX_RUNNING_JOBS?"
     assert found["MLAC_WEBHOOK_SECRET"] == REMOVED["MLAC_WEBHOOK_SECRET"]
-    assert found["MLAC_ARTIFACT_URL"] == NOT_YET_READ["MLAC_ARTIFACT_URL"]
+    assert found["MLAC_ARTIFACT_URI"] == "did you mean MLAC_ARTIFACT_URL?"  # read now: the artifact store
+    assert not NOT_YET_READ
 
 
 def test_every_variable_the_manifests_set_is_read() -> None:

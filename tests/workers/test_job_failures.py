@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 
 from mlac.job_failure import JobFailure
+from workers.artifacts.access import StoreAccess
 from workers.jobs import JobDriver
 
 
 def _driver(tmp_path: Path, request: object) -> JobDriver:
-    out = tmp_path / "data" / "artifacts" / "jobs" / "job_1"
-    return JobDriver("job_1", "audit", {"request": request}, str(out), {"data_dir": str(tmp_path / "data")})
+    access = StoreAccess(url=f"file://{tmp_path / 'data' / 'artifacts'}", gateway=False)
+    return JobDriver("job_1", "audit", {"request": request}, {"data_dir": str(tmp_path / "data")}, access.to_dict())
 
 
 def test_an_mlac_error_is_one_line_with_its_code(tmp_path: Path) -> None:

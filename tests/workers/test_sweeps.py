@@ -121,7 +121,7 @@ def test_killed_trial_workers_are_retried(ray_cluster, tiny_assets: dict[str, Pa
     assert sorted(p["seed"] for p in points) == [0, 1]
     assert all(p["trials_run"] == 4 and p["failed_trials"] == 0 for p in points)  # kills were retried, not failures
     # Each trial's result was stored exactly once: 2 searches x (4 trials + 2 reruns of the winner).
-    assert TrialResultStore(runner.job_dir("kill-trials") / "trials").count() == 12
+    assert TrialResultStore(str(runner.job_dir("kill-trials") / "trials")).count() == 12
 
 
 def test_cancel_frees_the_cpus(ray_cluster, tiny_assets: dict[str, Path], tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Trial results are written once per (job, study, trial): a retried trial is never counted twice."""
+"""Trial results are written once per (job, study, trial) in the artifact store: a retried trial is never counted
+twice, and a trial whose result is stored is not run again."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mlac.contracts import TrialResult
-from workers.executor import execute_trial
+from workers.executor import RayTrialExecutor
 from workers.trial_store import TrialResultStore, spec_hash, study_folder
 
 
@@ -27,7 +28,7 @@ def _result(report_accuracy: float) -> TrialResult:
 
 
 def test_first_write_wins(tmp_path: Path) -> None:
-    store = TrialResultStore(tmp_path)
+    store = TrialResultStore(str(tmp_path))
     first, mine = store.put_once(_spec(), _result(0.6))
     assert mine and first.report_accuracy == 0.6
     second, mine2 = store.put_once(_spec(), _result(0.9))
@@ -37,7 +38,7 @@ def test_first_write_wins(tmp_path: Path) -> None:
 
 
 def test_concurrent_attempts_store_exactly_one(tmp_path: Path) -> None:
-    store = TrialResultStore(tmp_path)
+    store = TrialResultStore(str(tmp_path))
     outcomes: list[tuple[TrialResult, bool]] = []
     lock = threading.Lock()
 
@@ -56,28 +57,39 @@ def test_concurrent_attempts_store_exactly_one(tmp_path: Path) -> None:
     assert store.count() == 1 and not list(tmp_path.rglob(".tmp-*"))
 
 
+def test_results_live_under_the_jobs_prefix(tmp_path: Path) -> None:
+    from workers.artifacts.store import FsspecStore
+
+    store = TrialResultStore(FsspecStore(str(tmp_path)), "jobs/j1/trials")
+    store.put_once(_spec(), _result(0.6))
+    assert store.key(_spec()).startswith("jobs/j1/trials/base__harmful__n20__s0/7-")
+    assert (tmp_path / store.key(_spec())).is_file() and store.count() == 1
+
+
 def test_keys_separate_trials_studies_and_specs(tmp_path: Path) -> None:
-    store = TrialResultStore(tmp_path)
+    store = TrialResultStore(str(tmp_path))
     variants = [_spec(), _spec(trial_seed=8), _spec(tag={"model": "base", "task": "harmful", "n": 20, "seed": 1}),
                 _spec(params={"kind": "probe", "lr": 0.02})]
-    assert len({store.path(v) for v in variants}) == 4
+    assert len({store.key(v) for v in variants}) == 4
     assert spec_hash(_spec(device="cpu")) == spec_hash(_spec(device="cuda"))  # where it ran is not what it is
 
 
-def test_a_retried_trial_returns_the_stored_result_without_running(tmp_path: Path) -> None:
-    store = TrialResultStore(tmp_path)
+def test_a_stored_trial_is_returned_without_running(tmp_path: Path) -> None:
+    store = TrialResultStore(str(tmp_path))
     store.put_once(_spec(), _result(0.55))
-    # The checkpoint path does not exist: running the trial would fail, so this proves it was not re-run.
-    result = execute_trial(_spec(), 1.0, str(tmp_path))
-    assert result == {**_result(0.55).to_dict(), "reused": True}
+    # No Ray is running and the checkpoint does not exist: submitting the trial would fail, so this proves the
+    # executor answered from the store.
+    executor = RayTrialExecutor(results=store)
+    assert executor.map([_spec()]) == [{**_result(0.55).to_dict(), "reused": True}]
+    assert executor.executed == 1
 
 
 def test_the_file_is_the_plain_trial_result(tmp_path: Path) -> None:
     """The stored file is exactly TrialResult.to_dict (sorted keys) under the study's folder, as job folders written
     before the typed results hold it: a resumed job finds its trials."""
-    store = TrialResultStore(tmp_path)
+    store = TrialResultStore(str(tmp_path))
     store.put_once(_spec(), _result(0.6))
-    path = store.path(_spec())
+    path = tmp_path / store.key(_spec())
     assert path.parent.name == study_folder(_spec()) == "base__harmful__n20__s0"
     assert path.read_text(encoding="utf-8") == json.dumps(_result(0.6).to_dict(), sort_keys=True)
     assert json.loads(path.read_text(encoding="utf-8")) == {
