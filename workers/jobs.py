@@ -164,7 +164,8 @@ class JobDriver:
             self.localizer = loc = Localizer.open(self.access)
             self.out_dir = loc.work_dir(job_prefix(self.job_id))
             mirror = FolderMirror(loc.store, job_prefix(self.job_id), self.out_dir, exclude=NOT_PUSHED)
-            mirror.pull()  # a restarted driver resumes from what its earlier incarnation pushed
+            shutil.rmtree(self.out_dir, ignore_errors=True)  # an earlier incarnation's leftovers on this node
+            mirror.pull()  # a restarted driver resumes from what its earlier incarnation pushed (the store decides)
             spec = map_job_paths(spec, loc.local)
         except Exception as exc:  # a spec that does not parse, a store that cannot be read: the job ends FAILED
             return failed_outcome(exc, stopped=self._stop.is_set(), describe=self._describe)

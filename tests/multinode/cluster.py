@@ -9,6 +9,12 @@ same ``RAY_AUTH_TOKEN_PATH``. Ray's temp dirs live under the caller's folder beh
 Several nodes on one machine need cluster mode (``ray start --address`` refuses to join otherwise), so the
 nodes advertise the machine's routable address and Ray's servers bind every interface; the token is what
 guards them. Each node's dashboard agent gets its own free port (the default 52365 would collide).
+
+A node started with ``hidden=[...]`` plays a separate machine: its ``ray start`` runs in its own mount namespace
+(``unshare --mount``, private propagation) with an empty tmpfs mounted over each hidden folder, so neither it nor
+any worker it starts can see the files there (the API's data directory, the other nodes' caches); it shares
+the network, so it still reaches the GCS, the API and a local S3 server. :func:`mount_namespace_refusal` says why
+the kernel refuses that, if it does.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -44,6 +52,30 @@ def free_port() -> int:
             port = int(s.getsockname()[1])
         if port != REDIS_PORT:
             return port
+
+
+def hidden_command(cmd: list[str], hidden: list[Path]) -> list[str]:
+    """``cmd`` run in a new mount namespace with an empty tmpfs over each of ``hidden`` (which must exist)."""
+    mounts = " && ".join(f"mount -t tmpfs -o size=4g,mode=0700 mlac-hidden {shlex.quote(str(p))}" for p in hidden)
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", f'{mounts} && exec "$@"', "sh", *cmd]
+
+
+def mount_namespace_refusal(scratch: Path) -> str | None:
+    """None where :func:`hidden_command` works here; else why not (no unshare, or the kernel or the container
+    refuses a mount namespace or a tmpfs mount in it)."""
+    if shutil.which("unshare") is None:
+        return "no unshare(1) on this machine (util-linux)"
+    probe = scratch / "mount-probe"
+    probe.mkdir(parents=True, exist_ok=True)
+    (probe / "visible").write_text("x", encoding="utf-8")
+    cmd = hidden_command(["sh", "-c", f"test ! -e {shlex.quote(str(probe / 'visible'))}"], [probe])
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"unshare --mount failed: {exc}"
+    if done.returncode != 0:
+        return f"the kernel refused a mount namespace with a tmpfs: {(done.stderr or done.stdout).strip()[:300]}"
+    return None
 
 
 def quiet_env(token_path: Path) -> dict[str, str]:
@@ -137,14 +169,17 @@ class LocalCluster:
         """The token as the dashboard's REST API wants it."""
         return {"Authorization": f"Bearer {self.token_path.read_text(encoding='utf-8').strip()}"}
 
-    def _start(self, name: str, args: list[str], cpus: int, resources: dict[str, float] | None) -> GroupProcess:
+    def _start(self, name: str, args: list[str], cpus: int, resources: dict[str, float] | None,
+               hidden: list[Path] | None = None, env: dict[str, str] | None = None) -> GroupProcess:
         temp = short_temp_dir(self.root / f"t-{name}")
         cmd = [RAY, "start", "--block", "--disable-usage-stats", "--node-ip-address", "127.0.0.1",
                f"--num-cpus={cpus}", "--num-gpus=0", f"--object-store-memory={self.object_store_bytes}",
                f"--temp-dir={temp}", f"--dashboard-agent-listen-port={free_port()}", *args]
         if resources:
             cmd.append(f"--resources={json.dumps(resources)}")
-        node = GroupProcess(cmd, self.env, self.root / f"{name}.log")
+        if hidden:
+            cmd = hidden_command(cmd, hidden)
+        node = GroupProcess(cmd, {**self.env, **(env or {})}, self.root / f"{name}.log")
         self.nodes.append(node)
         return node
 
@@ -156,10 +191,12 @@ class LocalCluster:
         self.wait_for_nodes(1, timeout_s, head)
         return head
 
-    def add_node(self, cpus: int = 1, resources: dict[str, float] | None = None, timeout_s: float = 300) -> GroupProcess:
-        """``ray start --address`` a further node; returns once the cluster lists it alive."""
+    def add_node(self, cpus: int = 1, resources: dict[str, float] | None = None, timeout_s: float = 300,
+                 hidden: list[Path] | None = None, env: dict[str, str] | None = None) -> GroupProcess:
+        """``ray start --address`` a further node; returns once the cluster lists it alive. ``hidden``: folders the
+        node cannot see (a separate machine, see the module docstring); ``env``: its own environment variables."""
         expected = len(self.alive_nodes()) + 1
-        node = self._start(f"node{len(self.nodes)}", [f"--address={self.address}"], cpus, resources)
+        node = self._start(f"node{len(self.nodes)}", [f"--address={self.address}"], cpus, resources, hidden, env)
         self.wait_for_nodes(expected, timeout_s, node)
         return node
 
@@ -223,3 +260,8 @@ class LocalCluster:
         deadline = time.monotonic() + grace_s
         for node in reversed(self.nodes):
             node.stop(grace_s=max(0.1, deadline - time.monotonic()))
+
+
+def nodes_with(cluster: LocalCluster, resource: str) -> list[str]:
+    """The ids of the alive nodes that advertise ``resource``."""
+    return [n["node_id"] for n in cluster.alive_nodes() if resource in (n.get("resources_total") or {})]

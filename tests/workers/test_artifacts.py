@@ -168,6 +168,25 @@ def test_the_mirror_pushes_changes_and_pulls_them_elsewhere(store: FsspecStore, 
         assert conn.execute("select x from t").fetchall() == [(42,)]
 
 
+def test_a_pulled_database_drops_the_stale_journal_beside_it(store: FsspecStore, tmp_path: Path) -> None:
+    """A driver killed mid-write leaves ``optuna.db-journal``; pulling the store's copy over its database must not
+    let SQLite roll that journal into the new file (found by the e2e killed-server test: "malformed")."""
+    work = tmp_path / "a"
+    work.mkdir()
+    with sqlite3.connect(work / "optuna.db") as conn:
+        conn.execute("create table t (x int)")
+        conn.executemany("insert into t values (?)", [(i,) for i in range(500)])
+    FolderMirror(store, "jobs/j2", work).push()
+    stale = tmp_path / "b"
+    stale.mkdir()
+    (stale / "optuna.db").write_bytes(b"\0" * 100)
+    (stale / "optuna.db-journal").write_bytes(b"\1" * 4096)
+    assert FolderMirror(store, "jobs/j2", stale).pull() == 1
+    assert not (stale / "optuna.db-journal").exists()
+    with sqlite3.connect(stale / "optuna.db") as conn:
+        assert conn.execute("select count(*) from t").fetchone() == (500,)
+
+
 def test_a_local_store_is_its_own_job_folder(tmp_path: Path) -> None:
     store = FsspecStore(str(tmp_path / "artifacts"))
     assert same_place(store, "jobs/j1", tmp_path / "artifacts" / "jobs" / "j1")

@@ -21,6 +21,8 @@ from pathlib import Path
 from workers.artifacts.store import ArtifactStore, FsspecStore, read_to_file, write_file
 
 log = logging.getLogger(__name__)
+#: SQLite's files beside a database: never pushed (the backup copy is whole), removed when the database is pulled.
+SQLITE_SIDE_FILES = ("-journal", "-wal", "-shm")
 
 
 def job_prefix(job_id: str) -> str:
@@ -51,7 +53,7 @@ class FolderMirror:
             rel = p.relative_to(self.local)
             if rel.parts[0] in self.exclude or any(part.startswith(".") for part in rel.parts):
                 continue
-            if p.is_file() and not p.is_symlink() and not p.name.endswith(("-journal", "-wal", "-shm")):
+            if p.is_file() and not p.is_symlink() and not p.name.endswith(SQLITE_SIDE_FILES):
                 out.append(p)
         return out
 
@@ -103,6 +105,8 @@ class FolderMirror:
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(f".pull-{target.name}")
             read_to_file(self.store, key, tmp)
+            for side in SQLITE_SIDE_FILES:  # a stale journal beside a replaced database would corrupt it
+                target.with_name(target.name + side).unlink(missing_ok=True)
             tmp.replace(target)
             st = target.stat()
             self._pushed[rel] = (st.st_size, st.st_mtime_ns)
