@@ -132,6 +132,7 @@ def test_references_round_trip_and_paths_become_references(tmp_path: Path) -> No
     data.mkdir()
     (data / "data.parquet").write_bytes(b"PAR1")
     (data / "data.task.json").write_text("{}")
+    (data / "other.log").write_text("not the dataset's")  # a file's own tree holds it and its companions only
     ref = loc_api.portable(str(folder))
     file_ref = loc_api.portable(str(data / "data.parquet"))
     assert is_ref(ref) and ArtifactRef.parse(ref).folder == "ckpt"
@@ -141,6 +142,8 @@ def test_references_round_trip_and_paths_become_references(tmp_path: Path) -> No
     local = Path(node.local(ref))
     assert local.name == "ckpt" and local.is_relative_to(tmp_path / "node-cache")  # the label survives the trip
     assert Path(node.local(file_ref)).read_bytes() == b"PAR1"
+    assert sorted(p.name for p in Path(node.local(file_ref)).parent.iterdir()) == [".complete", "data.parquet",
+                                                                                    "data.task.json"]
     assert node.portable(str(local)) == ref  # a cached tree maps back without publishing again
     with pytest.raises(ArtifactError):
         ArtifactRef.parse("mlac-artifact://../../etc")

@@ -17,7 +17,7 @@ from workers.artifacts.access import scope as store_scope
 from workers.artifacts.cache import NodeCache
 from workers.artifacts.refs import ArtifactRef, is_ref
 from workers.artifacts.store import ArtifactStore
-from workers.artifacts.trees import TreePublisher, local_link_ok
+from workers.artifacts.trees import TreePublisher, companions, local_link_ok
 
 
 class Localizer:
@@ -45,8 +45,8 @@ class Localizer:
         return str(self.cache.path_of(self.store, ArtifactRef.parse(value)))
 
     def portable(self, value: str) -> str:
-        """A local path as a reference (publishing its folder unless it is a cached tree); references and values
-        that name no existing path unchanged."""
+        """A local path as a reference (publishing a folder, or a file with its :func:`companions`, unless it lies
+        in a cached tree); references and values that name no existing path unchanged."""
         if is_ref(value):
             return value
         path = Path(value)
@@ -55,8 +55,11 @@ class Localizer:
         cached = self.cache.ref_of(path)
         if cached is not None:
             return str(cached)
-        folder = path.resolve() if path.is_dir() else path.resolve().parent
-        tree_id = self.publisher.publish(folder)
+        if path.is_dir():
+            folder, names = path.resolve(), None
+        else:
+            folder, names = path.resolve().parent, companions(path.resolve())
+        tree_id = self.publisher.publish(folder, names)
         return str(ArtifactRef(tree_id, folder.name, None if path.is_dir() else path.name))
 
 

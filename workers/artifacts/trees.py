@@ -68,27 +68,44 @@ class Tree:
         return cls(files)
 
 
-def scan_dir(path: Path) -> Tree:
-    """The tree of the regular files under ``path`` (recursive; hidden files and symlinks left out)."""
-    files: dict[str, tuple[str, int]] = {}
-    for p in sorted(path.rglob("*")):
+def _members(path: Path, names: frozenset[str] | None) -> list[Path]:
+    """The regular files of the tree at ``path``: all below it (recursive), or only the top-level ``names``;
+    hidden files and symlinks left out."""
+    found = sorted(path.rglob("*")) if names is None else sorted(path / n for n in names)
+    out = []
+    for p in found:
         rel = p.relative_to(path)
         if any(part.startswith(".") for part in rel.parts) or p.is_symlink() or not p.is_file():
             continue
-        files[rel.as_posix()] = (sha256_file(p), p.stat().st_size)
+        out.append(p)
+    return out
+
+
+def scan_dir(path: Path, names: frozenset[str] | None = None) -> Tree:
+    """The tree of :func:`_members` of ``path``."""
+    files: dict[str, tuple[str, int]] = {}
+    for p in _members(path, names):
+        files[p.relative_to(path).as_posix()] = (sha256_file(p), p.stat().st_size)
     if not files:
         raise ArtifactError(f"{path.name}: nothing to publish (no files)")
     return Tree(files)
 
 
-def _signature(path: Path) -> tuple[tuple[str, int, int], ...]:
-    """What tells a changed directory from an unchanged one without reading it (names, sizes, mtimes)."""
+def _signature(path: Path, names: frozenset[str] | None) -> tuple[tuple[str, int, int], ...]:
+    """What tells a changed tree from an unchanged one without reading it (names, sizes, mtimes)."""
     out = []
-    for p in sorted(path.rglob("*")):
-        if p.is_file() and not p.is_symlink():
-            st = p.stat()
-            out.append((p.relative_to(path).as_posix(), st.st_size, st.st_mtime_ns))
+    for p in _members(path, names):
+        st = p.stat()
+        out.append((p.relative_to(path).as_posix(), st.st_size, st.st_mtime_ns))
     return tuple(out)
+
+
+def companions(file: Path) -> frozenset[str]:
+    """``file`` and the files beside it that belong to it, those named ``<its stem>.<anything>`` (a dataset's
+    ``data.parquet`` and its ``data.task.json``): what is published for a single file, not its whole folder."""
+    prefix = file.stem + "."
+    return frozenset(p.name for p in file.parent.iterdir()
+                     if p.is_file() and (p.name == file.name or p.name.startswith(prefix)))
 
 
 class TreePublisher:
@@ -100,24 +117,26 @@ class TreePublisher:
         self._known: dict[str, tuple[tuple[tuple[str, int, int], ...], str]] = {}
         self._lock = threading.Lock()
 
-    def publish(self, path: str | Path) -> str:
-        """The tree id of the directory ``path``, after its blobs and manifest are in the store."""
+    def publish(self, path: str | Path, names: frozenset[str] | None = None) -> str:
+        """The tree id of the directory ``path`` (only its top-level files ``names`` if given), after its blobs and
+        manifest are in the store."""
         folder = Path(path).resolve()
         if not folder.is_dir():
             raise ArtifactError(f"cannot publish {folder.name}: not a directory")
-        signature = _signature(folder)
+        signature = _signature(folder, names)
+        memo = f"{folder}\0{','.join(sorted(names)) if names is not None else '*'}"
         with self._lock:
-            known = self._known.get(str(folder))
+            known = self._known.get(memo)
             if known is not None and known[0] == signature:
                 return known[1]
-            tree = scan_dir(folder)
+            tree = scan_dir(folder, names)
             tree_id = tree.tree_id
             if not self.store.exists(tree_key(tree_id)):
                 for name, (sha, _size) in tree.files.items():
                     if not self.store.exists(blob_key(sha)):
                         write_file(self.store, blob_key(sha), folder / name, link=self.link)
                 self.store.write(tree_key(tree_id), tree.manifest())
-            self._known[str(folder)] = (signature, tree_id)
+            self._known[memo] = (signature, tree_id)
             return tree_id
 
 
