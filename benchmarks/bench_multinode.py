@@ -95,11 +95,10 @@ def audit_through_the_runner(request: Any, out: Path, store_url: str) -> dict[st
     settings = RaySettings(data_dir=out / "api", max_concurrency=2, trial_resources={TRIAL: 1.0},
                            driver_resources={DRIVER: 1.0})
     runner = JobRunner(settings, out / "api" / "artifacts", poll_s=0.5, access=StoreAccess.for_url(store_url))
-    done, outcome, marks = threading.Event(), {}, {}
+    done, outcome = threading.Event(), {}
 
     def on_event(_: str, event: dict[str, Any]) -> None:
-        if event.get("stage") == "search":
-            marks.setdefault("search", time.perf_counter())
+        return None
 
     def on_finished(_: str, state: str, result_path: str | None, failure: Any) -> None:
         outcome.update(state=state, result_path=result_path, failure=failure)
@@ -116,8 +115,7 @@ def audit_through_the_runner(request: Any, out: Path, store_url: str) -> dict[st
     trials = [json.loads(store.read(k)) for k in store.list("jobs/bench/trials") if k.endswith(".json")]
     result = json.loads((Path(outcome["result_path"]) / "result.json").read_text(encoding="utf-8"))
     curves = sorted((c["model"], c["task"], int(c["n"]), round(float(c["mean"]), 6)) for c in result["curves"])
-    return {"wall_s": round(wall, 1), "search_s": round(wall - (marks.get("search", started) - started), 1),
-            "trial_results": len(trials), "nodes_used": len({t["node_id"] for t in trials}), "curves": curves}
+    return {"wall_s": round(wall, 1), "trial_results": len(trials), "nodes_used": len({t["node_id"] for t in trials}), "curves": curves}
 
 
 def make_checkpoint(folder: Path, size_mb: int) -> Path:

@@ -4,7 +4,8 @@
 Why: Ray refuses to join nodes whose Ray or Python versions differ, so the CPU and CUDA images (built at
 different times, on different bases) must resolve the very same Ray, and both should run the library
 versions the test suite ran with. The pins are the runtime dependency closure of the ``mlac-audit``
-distribution in the current environment (extras such as ``ray[default]`` included, dev tools left out).
+distribution in the current environment with :data:`IMAGE_EXTRAS` (extras such as ``ray[default]`` included,
+dev tools left out).
 Torch is pinned without its local label (``2.13.0``, not ``2.13.0+cpu``) so that the CPU image keeps its
 CPU build and the CUDA image its CUDA build.
 
@@ -23,6 +24,8 @@ from packaging.utils import canonicalize_name
 PROJECT = "mlac-audit"
 # Build tooling and packages whose version is dictated by the base image, never pinned here.
 UNPINNED = {"pip", "setuptools", "wheel"}
+#: The project's extras the images install (``pip install .[s3]``): an ``s3://`` artifact store works in them.
+IMAGE_EXTRAS = ("s3",)
 
 
 def _requirements(dist: metadata.Distribution, extras: set[str]) -> list[Requirement]:
@@ -44,7 +47,7 @@ def _requirements(dist: metadata.Distribution, extras: set[str]) -> list[Require
 def runtime_closure(project: str = PROJECT) -> dict[str, str]:
     """Canonical name -> installed version for everything ``project`` needs at run time."""
     pins: dict[str, str] = {}
-    todo: list[tuple[str, set[str]]] = [(project, set())]
+    todo: list[tuple[str, set[str]]] = [(project, set(IMAGE_EXTRAS))]
     seen: set[tuple[str, frozenset[str]]] = set()
     while todo:
         name, extras = todo.pop()

@@ -133,6 +133,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.num_cpus:
         overrides["ray_num_cpus"] = args.num_cpus
     settings = Settings(**overrides)
+    if settings.runner == "ray":  # a store it cannot open (MLAC_ARTIFACT_URL) is a one-line error now, not at a job
+        from workers.artifacts.access import artifact_url
+        from workers.artifacts.store import FsspecStore
+
+        FsspecStore(artifact_url(settings.artifact_root))
     key_hint = "MLAC_ADMIN_KEY" if settings.admin_key else str(settings.data_dir / "admin_key")
     print(f"mlac-audit service on http://{args.host}:{args.port} (docs at /docs); admin key in {key_hint}", flush=True)
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")

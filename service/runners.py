@@ -147,6 +147,11 @@ class RayRunner:
         self.settings = RaySettings.from_env(data_dir, address=address, num_cpus=num_cpus, max_concurrency=max_concurrency)
         self.handle = init_ray(self.settings)
         self.runner = JobRunner(self.settings, artifact_root, poll_s=1.0)
+        try:  # a bad MLAC_ARTIFACT_URL (unknown scheme, missing s3fs) stops the start-up, not the first job
+            self.runner.store()
+        except Exception:
+            self.shutdown()
+            raise
 
     @property
     def dashboard_url(self) -> str | None:

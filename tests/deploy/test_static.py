@@ -391,7 +391,9 @@ def test_dockerfile_runs_the_entrypoint_as_non_root_with_a_health_check(dockerfi
 def test_dockerfile_installs_torch_first_then_the_package(dockerfile: Path) -> None:
     runs = [args for stage in dockerfile_stages(dockerfile) for instruction, args in stage if instruction == "RUN"]
     torch_at = next(i for i, run in enumerate(runs) if "pip install" in run and "torch==2.13.0" in run)
-    package_at = next(i for i, run in enumerate(runs) if re.search(r"pip install .*--constraint \S+ \.(\s|$)", run))
+    # The package itself with its s3 extra (an s3:// artifact store works in the images): `.` or ".[s3]".
+    package_at = next(i for i, run in enumerate(runs)
+                      if re.search(r"pip install .*--constraint \S+ (\.|\"\.\[s3\]\")(\s|$)", run))
     assert torch_at < package_at, f"{dockerfile.name}: torch must be installed before the package"
     cpu_index = "--index-url https://download.pytorch.org/whl/cpu"
     if dockerfile.name == "Dockerfile":

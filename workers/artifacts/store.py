@@ -82,7 +82,10 @@ class FsspecStore:
         self.root = root.rstrip("/")
         self.local = self.fs.protocol in ("file", "local") or "file" in tuple(self.fs.protocol)
         if self.local:
-            Path(self.root).mkdir(parents=True, exist_ok=True)
+            try:
+                Path(self.root).mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ArtifactError(f"cannot open the artifact store {self.url}: {exc.strerror or exc}") from exc
 
     @staticmethod
     def normal_url(url: str) -> str:
