@@ -2,7 +2,8 @@
 
 - ``audit --ray [ADDRESS]``: :func:`ray_executor` (entry point ``mlac_audit.executors:ray``) gives the
   audit runner a :class:`~workers.executor.RayTrialExecutor`; the searches are driven from the CLI
-  process and every trial runs as a Ray task. :func:`run_audit_on_ray` is the same in one call.
+  process and every trial runs as a Ray task (through ``MLAC_ARTIFACT_URL`` when it is set: no shared paths).
+  :func:`run_audit_on_ray` is the same in one call.
 - ``censor --ray [ADDRESS]``: :func:`run_censor_on_ray` runs MLAC in the restartable censor actor and
   feeds its progress records (the ``train_mlac`` format) to the CLI's callback.
 - :func:`run_job_on_ray` runs any job kind through a named job driver (``mlac-job-<id>`` in the
@@ -26,6 +27,10 @@ import ray
 
 from mlac.errors import StoppedError
 from mlac.job_failure import JobFailure
+from workers.artifacts.access import ARTIFACT_URL_ENV, StoreAccess
+from workers.artifacts.gateway import start_gateway
+from workers.artifacts.localize import Localizer
+from workers.artifacts.store import FsspecStore
 from workers.censor_actor import censor_actor_class
 from workers.executor import RayTrialExecutor
 from workers.progress import SUCCEEDED, CallbackSink
@@ -53,10 +58,20 @@ def connect(address: str | None, settings: RaySettings | None = None) -> RayHand
 
 def ray_executor(address: str | None, max_group: int | None = None) -> RayTrialExecutor:
     """Join the Ray cluster at ``address`` (or start a local one) and return an executor that runs the
-    audit's trials as Ray tasks, ``max_concurrency`` at a time (groups of up to ``max_group`` trials each)."""
+    audit's trials as Ray tasks, ``max_concurrency`` at a time (groups of up to ``max_group`` trials each).
+
+    With ``MLAC_ARTIFACT_URL`` set, trials receive the checkpoints and datasets through that artifact store (each
+    node fetches them into its cache), so the cluster's nodes need none of this machine's paths; without it they
+    get this machine's paths (a local Ray, or nodes that mount them at the same place)."""
     settings = cli_settings(address, max_group)
     connect(address, settings)
-    return RayTrialExecutor.from_settings(settings)
+    url = os.environ.get(ARTIFACT_URL_ENV, "").strip()
+    if not url:
+        return RayTrialExecutor.from_settings(settings)
+    access = StoreAccess.for_url(url)
+    if access.gateway:
+        start_gateway(access.url)
+    return RayTrialExecutor.from_settings(settings, localizer=Localizer(FsspecStore(access.url)), access=access)
 
 
 def run_audit_on_ray(request: Any, out_dir: str | Path, address: str | None = None, progress: Progress | None = None,

@@ -47,6 +47,18 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mo
     return FsspecStore(f"s3://mlac-unit/{tmp_path.name}")
 
 
+def test_a_store_reads_the_environment_it_is_opened_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two S3 servers one after the other (as the multi-node and these tests run in one session): the second store
+    talks to the second server, not to a file system fsspec cached for the first (found in CI)."""
+    for run in range(2):
+        with s3_server("mlac-env") as env:
+            for k, v in env.items():
+                monkeypatch.setenv(k, v)
+            store = FsspecStore("s3://mlac-env/p")
+            store.write(f"k{run}.txt", b"x")
+            assert store.exists(f"k{run}.txt") and not store.exists(f"k{1 - run}.txt")  # a fresh server each time
+
+
 def test_keys_are_plain() -> None:
     assert check_key("jobs/a1/audit/result.json") == "jobs/a1/audit/result.json"
     for bad in ("../etc/passwd", "/abs", "a//b", "a/../b", "a\nb", "", "a/./b"):

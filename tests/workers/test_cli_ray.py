@@ -55,6 +55,32 @@ def test_audit_with_ray_runs_every_trial_in_a_ray_worker(ray_cluster, tiny_asset
     assert {p["node_id"] for p in placements} == {ray_cluster_node_id()}
 
 
+def test_audit_with_ray_through_an_artifact_store(ray_cluster, tiny_assets: dict[str, Path], tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """``MLAC_ARTIFACT_URL`` set: the trials get the checkpoint and the dataset as content references (published
+    once to the store, fetched into the node's cache), not this machine's paths."""
+    from workers.artifacts.store import FsspecStore
+    from workers.artifacts.trees import read_tree
+
+    store_url = f"file://{tmp_path / 'store'}"
+    monkeypatch.setenv("MLAC_ARTIFACT_URL", store_url)
+    out = tmp_path / "audit"
+    rc = main(["audit", "--model", str(tiny_assets["base"]), "--data", str(tiny_assets["data"]), "--preset", "smoke",
+               "--tasks", "harmful", "--sizes", "20", "--seeds", "0", "--out", str(out), "--quiet", "--ray",
+               "--exit-zero"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err[-3000:]
+    store = FsspecStore(store_url)
+    trees = [k.removeprefix("trees/").removesuffix(".json") for k in store.list("trees")]
+    files = {name for t in trees for name in read_tree(store, t).files}
+    assert {"model.safetensors", "config.json", Path(tiny_assets["data"]).name} <= files, files
+    storage = f"sqlite:///{out / 'optuna.db'}"
+    trials = [t for s in optuna.get_all_study_summaries(storage)
+              for t in optuna.load_study(study_name=s.study_name, storage=storage).trials if t.state.is_finished()]
+    assert trials and all(t.user_attrs.get("placement") for t in trials), "a trial ran outside Ray"
+
+
 def ray_cluster_node_id() -> str:
     import ray
 

@@ -75,6 +75,9 @@ class FsspecStore:
         import fsspec
 
         self.url = self.normal_url(url)
+        # A file system reads credentials and endpoint from the environment when it is made; fsspec's instance cache
+        # would hand back one made under an earlier environment (rotated keys, another endpoint).
+        storage_options.setdefault("skip_instance_cache", True)
         try:
             self.fs, root = fsspec.core.url_to_fs(self.url, **storage_options)
         except (ImportError, ValueError) as exc:
