@@ -97,15 +97,12 @@ def audit_through_the_runner(request: Any, out: Path, store_url: str) -> dict[st
     runner = JobRunner(settings, out / "api" / "artifacts", poll_s=0.5, access=StoreAccess.for_url(store_url))
     done, outcome = threading.Event(), {}
 
-    def on_event(_: str, event: dict[str, Any]) -> None:
-        return None
-
     def on_finished(_: str, state: str, result_path: str | None, failure: Any) -> None:
         outcome.update(state=state, result_path=result_path, failure=failure)
         done.set()
 
     started = time.perf_counter()
-    runner.submit("bench", "audit", {"request": request.to_dict()}, CallbackSink(on_event, on_finished))
+    runner.submit("bench", "audit", {"request": request.to_dict()}, CallbackSink(lambda _, __: None, on_finished))
     if not done.wait(3600):
         raise RuntimeError("the audit did not finish in an hour")
     wall = time.perf_counter() - started

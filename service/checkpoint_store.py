@@ -14,7 +14,6 @@ per-id file lock, so a concurrent delete never removes the files of a row being 
 from __future__ import annotations
 
 import errno
-import fcntl
 import logging
 import os
 import secrets
@@ -24,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from mlac.checkpoint_id import content_id, dir_files
+from mlac.file_lock import file_lock
 from service.store import JobStore
 from service.store.records import Checkpoint
 
@@ -54,14 +54,8 @@ def dir_checkpoint(path: str | Path) -> tuple[str, dict[str, str]]:
 @contextmanager
 def id_lock(root: Path, checkpoint_id: str) -> Iterator[None]:
     """Exclusive lock on one checkpoint id, across threads and processes of this host (``flock``)."""
-    locks = root / ".locks"
-    locks.mkdir(parents=True, exist_ok=True)
-    with (locks / f"{checkpoint_id}.lock").open("ab") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    with file_lock(root / ".locks" / f"{checkpoint_id}.lock"):
+        yield
 
 
 def _fsync_dir(path: Path) -> None:

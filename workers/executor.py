@@ -157,12 +157,17 @@ class RayTrialExecutor:
                    results=results, localizer=localizer, access=access, concurrency=settings.max_concurrency,
                    max_group=settings.max_group)
 
-    def portable(self, spec: dict[str, Any]) -> dict[str, Any]:
-        """``spec`` as it leaves for another node: its files as artifact references (unchanged without a localizer)."""
+    def portable(self, specs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``specs`` as they leave for another node: their files as artifact references (unchanged without a
+        localizer); each distinct path is converted once (a batch names the same checkpoint many times)."""
         if self.localizer is None:
-            return dict(spec)
-        loc = self.localizer
-        return {**spec, **{f: loc.portable(str(spec[f])) for f in PATH_FIELDS if f in spec}}
+            return [dict(s) for s in specs]
+        refs: dict[str, str] = {}
+        for spec in specs:
+            for f in PATH_FIELDS:
+                if f in spec and str(spec[f]) not in refs:
+                    refs[str(spec[f])] = self.localizer.portable(str(spec[f]))
+        return [{**s, **{f: refs[str(s[f])] for f in PATH_FIELDS if f in s}} for s in specs]
 
     def map(self, specs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """Run every spec as Ray tasks, at most :attr:`tasks` at once; results in spec order.
@@ -175,7 +180,7 @@ class RayTrialExecutor:
         m = audit_metrics()
         tags = {"job": self.job_id}
         results: list[dict[str, Any] | None] = [None] * len(specs)
-        sent = [self.portable(s) for s in specs]
+        sent = self.portable(specs)
         todo = []
         for i, spec in enumerate(sent):
             stored = self.results.get(spec) if self.results is not None else None

@@ -10,16 +10,15 @@ first, until the cache fits ``max_bytes`` (a tree in use is never removed: it wa
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
+from mlac.file_lock import file_lock
 from workers.artifacts.refs import ArtifactRef
 from workers.artifacts.store import ArtifactError, ArtifactStore, read_to_file
 from workers.artifacts.trees import blob_key, read_tree
@@ -52,17 +51,6 @@ def sha256_of(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-@contextlib.contextmanager
-def _flock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("ab") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def _tree_bytes(folder: Path) -> int:
@@ -107,7 +95,7 @@ class NodeCache:
             os.utime(final / MARKER)
             self.hits += 1
             return final
-        with _flock(self.root / ".locks" / f"{tree_id}-{folder}.lock"):
+        with file_lock(self.root / ".locks" / f"{tree_id}-{folder}.lock"):
             if (final / MARKER).is_file():
                 os.utime(final / MARKER)
                 self.hits += 1
@@ -157,7 +145,7 @@ class NodeCache:
                 break
             if folder == keep or now - used < self.min_idle_s:
                 continue
-            with _flock(self.root / ".locks" / f"{folder.parent.name}-{folder.name}.lock"):
+            with file_lock(self.root / ".locks" / f"{folder.parent.name}-{folder.name}.lock"):
                 aside = folder.with_name(f".evicted-{folder.name}-{secrets.token_hex(4)}")
                 with contextlib.suppress(FileNotFoundError):
                     os.rename(folder, aside)
